@@ -1,0 +1,23 @@
+"""Errors that stop a stage with a message naming the file or config key at fault."""
+
+
+class CrossmedError(Exception):
+    """Base class: a stage stops and prints this message, no traceback."""
+
+
+class InputError(CrossmedError):
+    """Bad input data: names the offending file and the reason."""
+
+    def __init__(self, path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class ConfigError(CrossmedError):
+    """A config value that cannot be used: names the key and the reason."""
+
+    def __init__(self, key: str, reason: str):
+        self.key = key
+        self.reason = reason
+        super().__init__(f"config key '{key}': {reason}")

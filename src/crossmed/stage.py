@@ -1,0 +1,50 @@
+"""Run a pipeline stage as a Hydra program with crossmed's conventions.
+
+A stage composes `conf/config.yaml` (run alone: `python pipelines/train.py model=densenet121`)
+or reads the composed `params.yaml` that DVC writes (`--config-dir . --config-name params`,
+as dvc.yaml calls it). Either way Hydra writes no output folder of its own, crossmed's logging
+is used, and a `CrossmedError` ends the stage with its message and exit code 2.
+"""
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from crossmed.errors import CrossmedError
+from crossmed.logs import configure_logging
+
+REPO_CONF_DIR = "conf"
+# Stages write only where dvc.yaml says; Hydra's own output folder and log file are turned off.
+HYDRA_QUIET_OVERRIDES = {
+    "hydra.run.dir": ".",
+    "hydra.output_subdir": "null",
+    "hydra/job_logging": "none",
+    "hydra/hydra_logging": "none",
+}
+
+
+def _with_quiet_hydra(argv: list[str]) -> list[str]:
+    """Return argv with Hydra's output-folder and logging overrides added unless already given."""
+    given = {arg.split("=", 1)[0].lstrip("+~") for arg in argv[1:] if "=" in arg}
+    extra = [f"{key}={value}" for key, value in HYDRA_QUIET_OVERRIDES.items() if key not in given]
+    return [argv[0], *argv[1:], *extra]
+
+
+def run_stage(stage: Callable[[DictConfig], object], pipeline_file: str, name: str) -> None:
+    """Run `stage(cfg)` under Hydra, composing conf/ next to the pipelines folder."""
+    conf_dir = str(Path(pipeline_file).resolve().parent.parent / REPO_CONF_DIR)
+
+    @hydra.main(version_base="1.3", config_path=conf_dir, config_name="config")
+    def _main(cfg: DictConfig) -> None:
+        log = configure_logging(name)
+        try:
+            stage(cfg)
+        except CrossmedError as err:
+            log.error("%s stage stopped: %s", name, err)
+            sys.exit(2)
+
+    sys.argv = _with_quiet_hydra(sys.argv)
+    _main()
