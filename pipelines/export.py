@@ -1,0 +1,13 @@
+"""Stage `export`: TorchScript model and its JSON description under models/."""
+
+from crossmed.export.study import export_study
+from crossmed.stage import run_stage
+
+
+def export(cfg) -> None:
+    """Write models/model.ts and models/model.json."""
+    export_study(cfg, f"{cfg.paths.models}/checkpoint.pt", f"{cfg.paths.experiments}/train/mlflow_run.json", cfg.paths.models)
+
+
+if __name__ == "__main__":
+    run_stage(export, __file__, "export")

@@ -1,0 +1,14 @@
+"""Stage `train`: the configured MONAI network on the processed data, one MLflow run per training."""
+
+from crossmed.stage import run_stage
+from crossmed.training.study import train_study
+
+
+def train(cfg) -> None:
+    """Write models/checkpoint.pt, experiments/train/history.csv and experiments/train/mlflow_run.json."""
+    train_study(cfg, f"{cfg.paths.models}/checkpoint.pt", f"{cfg.paths.experiments}/train/history.csv",
+                f"{cfg.paths.experiments}/train/mlflow_run.json")
+
+
+if __name__ == "__main__":
+    run_stage(train, __file__, "train")

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Set up crossmed on a fresh Linux machine with Python 3.11, then run the default study or the tests.
+#   bash scripts/bootstrap.sh study     # venv + install + `dvc repro` of the default study
+#   bash scripts/bootstrap.sh test      # venv + install + the pytest suite (extra args go to pytest)
+# Safe to run again: the install step is skipped while pyproject.toml and constraints.txt are unchanged.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+usage() { echo "usage: bash scripts/bootstrap.sh study|test [pytest args...]" >&2; exit 64; }
+[ $# -ge 1 ] || usage
+task=$1; shift
+
+find_python() {
+  for candidate in "${PYTHON:-}" python3.11 python3 python; do
+    [ -n "$candidate" ] || continue
+    if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+      echo "$candidate"; return 0
+    fi
+  done
+  echo "crossmed needs Python 3.11 (set PYTHON=/path/to/python3.11)" >&2; exit 1
+}
+
+VENV=.venv
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[bootstrap] creating $VENV"
+  "$(find_python)" -m venv "$VENV"
+fi
+stamp="$VENV/.crossmed-install-stamp"
+wanted=$(cat pyproject.toml constraints.txt | sha1sum | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
+  echo "[bootstrap] installing torch==2.13.0 (CPU wheel) first, then crossmed with constraints.txt"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check torch==2.13.0
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+  echo "$wanted" > "$stamp"
+else
+  echo "[bootstrap] $VENV is up to date"
+fi
+export PATH="$PWD/$VENV/bin:$PATH"
+
+case "$task" in
+  study)
+    [ -d .git ] || { echo "dvc repro needs a git checkout of crossmed" >&2; exit 1; }
+    exec dvc repro "$@" ;;
+  test)
+    exec python -m pytest "$@" ;;
+  *) usage ;;
+esac

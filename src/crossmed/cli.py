@@ -1,0 +1,109 @@
+"""The `crossmed` command: de-identify a site's DICOM tree, generate a site key, keep params.yaml in step with conf/."""
+
+import argparse
+import json
+import logging
+import secrets
+import sys
+from pathlib import Path
+
+from crossmed import __version__
+from crossmed.errors import CrossmedError
+from crossmed.logs import configure_logging
+
+EXIT_USAGE, EXIT_REJECTED = 2, 3
+
+
+def _deidentify(args) -> int:
+    from crossmed.deid.keys import load_key
+    from crossmed.deid.profile import load_profile
+    from crossmed.deid.tree import deidentify_tree
+
+    key = load_key(args.key_file)
+    profile = load_profile(args.option)
+    summary = deidentify_tree(args.src, args.dst, key, profile, patient_prefix=args.patient_prefix,
+                              allow_burned_in=args.allow_burned_in, max_date_shift_days=args.max_date_shift_days,
+                              mapping_out=args.mapping_out)
+    print(json.dumps(summary.as_dict(), indent=2))
+    return EXIT_REJECTED if summary.rejected else 0
+
+
+def _keygen(args) -> int:
+    path = Path(args.key_file)
+    if path.exists():
+        raise CrossmedError(f"{path}: exists; a site key is never overwritten")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(secrets.token_hex(32) + "\n")
+    print(f"wrote a new 256-bit key to {path}; keep it on site and back it up: without it pseudonyms cannot be reproduced")
+    return 0
+
+
+def _params(args) -> int:
+    from crossmed.params_file import params_differences, write_params
+
+    if args.check:
+        differences = params_differences(args.path, args.conf_dir)
+        if differences:
+            print(f"{args.path} differs from the default composition of {args.conf_dir}/ at: {', '.join(differences)}")
+            print("run `crossmed params` to rewrite it")
+            return 1
+        print(f"{args.path} agrees with {args.conf_dir}/")
+        return 0
+    write_params(args.path, args.conf_dir)
+    print(f"wrote {args.path} from {args.conf_dir}/")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the `crossmed` command."""
+    from crossmed.deid.profile import OPTIONS
+
+    parser = argparse.ArgumentParser(prog="crossmed", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"crossmed {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    deid = sub.add_parser("deidentify", help="de-identify a DICOM tree (DICOM PS3.15 Annex E Basic Profile)",
+                          description="De-identify every DICOM file under SRC_DIR into DST_DIR/<patient>/<study>/<instance>.dcm "
+                                      "with keyed pseudonyms. Writes DST_DIR/audit.csv (no PHI) and DST_DIR/rejected.csv. "
+                                      "Exit 0: all files written; 3: some files rejected; 2: usage error.")
+    deid.add_argument("src", metavar="SRC_DIR", help="folder of DICOM files; never modified")
+    deid.add_argument("dst", metavar="DST_DIR", help="output folder; must not lie inside SRC_DIR")
+    deid.add_argument("--key-file", help="file holding the site key (else $CROSSMED_DEID_KEY); make one with `crossmed keygen`")
+    deid.add_argument("--profile", default="basic", choices=["basic"], help="confidentiality profile (default: basic)")
+    deid.add_argument("--option", action="append", default=[], choices=sorted(OPTIONS),
+                      help="a profile option from PS3.15 table E.1-1; repeat for several")
+    deid.add_argument("--patient-prefix", default="", help="prefix of pseudonymous patient IDs, e.g. 'KR-'")
+    deid.add_argument("--max-date-shift-days", type=int, default=365, help="dates move back 1..N days per patient (default 365)")
+    deid.add_argument("--allow-burned-in", action="store_true",
+                      help="pass images that may carry burned-in text; only after a person has reviewed them")
+    deid.add_argument("--mapping-out", help="also write the real-to-pseudonym mapping CSV here (keep it on site)")
+    deid.set_defaults(handler=_deidentify)
+
+    keygen = sub.add_parser("keygen", help="write a new random site key", description="Write a new 256-bit site key.")
+    keygen.add_argument("key_file", help="where to write the key (refuses to overwrite)")
+    keygen.set_defaults(handler=_keygen)
+
+    params = sub.add_parser("params", help="write params.yaml from conf/ (or --check that it agrees)",
+                            description="DVC composes params.yaml from conf/ only on `dvc exp run`; `dvc repro` reads the "
+                                        "committed file. This writes it, or checks that it equals the default composition.")
+    params.add_argument("--check", action="store_true", help="exit 1 if params.yaml differs from conf/")
+    params.add_argument("--path", default="params.yaml")
+    params.add_argument("--conf-dir", default="conf")
+    params.set_defaults(handler=_params)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the `crossmed` command line and return its exit code."""
+    args = build_parser().parse_args(argv)
+    log = configure_logging(args.command)
+    try:
+        return args.handler(args)
+    except CrossmedError as err:
+        log.error("%s", err)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Read a 2D DICOM image as modality values (rescale applied) with its pixel spacing."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.pixels import apply_modality_lut
+
+from crossmed.errors import InputError
+
+
+@dataclass
+class DicomImage:
+    """Pixels in modality units and the header fields preprocessing needs."""
+
+    pixels: np.ndarray
+    spacing_mm: tuple[float, float]
+    patient_id: str
+    study_uid: str
+    sop_instance_uid: str
+    photometric: str
+
+
+def read_dicom_image(path: str | Path) -> DicomImage:
+    """Return the image of a single-frame 2D DICOM file; raise InputError naming the file if it cannot be used."""
+    path = Path(path)
+    try:
+        ds = pydicom.dcmread(path)
+        pixels = ds.pixel_array
+    except Exception as err:  # damaged files fail in many ways inside pydicom and its decoders
+        raise InputError(path, f"unreadable DICOM image ({type(err).__name__}: {err})") from err
+    if pixels.ndim != 2:
+        raise InputError(path, f"expected one 2D grayscale frame, got pixel array of shape {pixels.shape}")
+    values = apply_modality_lut(pixels, ds).astype(np.float32)
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
+    if photometric == "MONOCHROME1":
+        values = values.max() - values  # bright = dense, as in MONOCHROME2
+    spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
+    if not spacing:
+        raise InputError(path, "no PixelSpacing or ImagerPixelSpacing; cannot resample to a common grid")
+    return DicomImage(values, (float(spacing[0]), float(spacing[1])), str(ds.get("PatientID", "")),
+                      str(ds.get("StudyInstanceUID", "")), str(ds.SOPInstanceUID), photometric)

@@ -1,0 +1,44 @@
+"""De-identify every site of a study: DICOM tree and clinical table per site, into one output folder."""
+
+import json
+import logging
+from pathlib import Path
+
+from crossmed.deid.keys import load_key
+from crossmed.deid.profile import load_profile
+from crossmed.deid.pseudonyms import Pseudonymizer
+from crossmed.deid.tabular import deidentify_table
+from crossmed.deid.tree import deidentify_tree
+from crossmed.errors import ConfigError, InputError
+from crossmed.files import atomic_directory, write_json_atomic
+
+log = logging.getLogger("crossmed.deidentify")
+SUMMARY_FILE = "deid_summary.json"
+
+
+def deidentify_study(raw_dir: str | Path, out_dir: str | Path, sites: list[str], deid_cfg) -> dict:
+    """Write `<out_dir>/<SITE>/` (DICOM tree, audit.csv, rejected.csv, labels.csv) for each site; return per-site summaries."""
+    raw_dir, out_dir = Path(raw_dir), Path(out_dir)
+    if deid_cfg.profile != "basic":
+        raise ConfigError("deid.profile", f"unknown profile '{deid_cfg.profile}' (known: basic)")
+    profile = load_profile(deid_cfg.options)
+    summaries = {}
+    with atomic_directory(out_dir) as tmp:
+        for site in sites:
+            site_raw = raw_dir / site
+            if not (site_raw / "dicom").is_dir():
+                raise InputError(site_raw / "dicom", f"no DICOM folder for site {site}")
+            key = load_key(Path(deid_cfg.key_dir) / f"{site}.key")
+            summary = deidentify_tree(site_raw / "dicom", tmp / site, key, profile, patient_prefix=f"{site}-",
+                                      allow_burned_in=bool(deid_cfg.allow_burned_in),
+                                      max_date_shift_days=int(deid_cfg.max_date_shift_days))
+            pseudonyms = Pseudonymizer(key, f"{site}-", int(deid_cfg.max_date_shift_days))
+            tab = deid_cfg.tabular
+            deidentify_table(site_raw / "labels.csv", tmp / site / "labels.csv", pseudonyms, tab.id_column,
+                             tuple(tab.drop_columns), tab.age_column, uid_columns=tuple(tab.uid_columns),
+                             date_columns=tuple(tab.date_columns))
+            summaries[site] = summary.as_dict()
+        write_json_atomic(tmp / SUMMARY_FILE, {"profile": deid_cfg.profile, "options": list(deid_cfg.options),
+                                                "sites": summaries})
+    log.info("de-identified sites %s into %s: %s", sites, out_dir, json.dumps({s: (v["written"], v["rejected"]) for s, v in summaries.items()}))
+    return summaries

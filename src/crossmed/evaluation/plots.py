@@ -1,0 +1,50 @@
+"""Plot data for DVC (ROC points, per-image predictions for confusion matrices) and PNGs for MLflow."""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.metrics import ConfusionMatrixDisplay, roc_curve  # noqa: E402
+
+from crossmed.files import atomic_path  # noqa: E402
+
+
+def roc_points(labels: np.ndarray, probabilities: np.ndarray) -> pd.DataFrame:
+    """Return the ROC curve as a table with fpr, tpr and threshold columns."""
+    fpr, tpr, thresholds = roc_curve(labels, probabilities)
+    return pd.DataFrame({"fpr": fpr.round(5), "tpr": tpr.round(5), "threshold": np.minimum(thresholds, 1.0).round(6)})
+
+
+def write_csv(table: pd.DataFrame, path: str | Path) -> None:
+    """Write a table as CSV atomically."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+
+
+def roc_figure(curves: dict[str, tuple[pd.DataFrame, float]], path: str | Path) -> None:
+    """Write a PNG with one ROC curve per evaluation set, AUC in the legend."""
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=120)
+    for name, (points, auc) in curves.items():
+        ax.plot(points["fpr"], points["tpr"], label=f"{name} (AUC {auc:.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    ax.set(xlabel="1 - specificity", ylabel="sensitivity", title="ROC", xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def confusion_figure(labels: np.ndarray, predicted: np.ndarray, classes: list[str], title: str, path: str | Path) -> None:
+    """Write a PNG confusion matrix of one evaluation set."""
+    fig, ax = plt.subplots(figsize=(4, 4), dpi=120)
+    ConfusionMatrixDisplay.from_predictions(labels, predicted, labels=[0, 1], display_labels=classes, ax=ax, colorbar=False)
+    ax.set_title(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)

@@ -1,0 +1,47 @@
+"""Export a network that outputs class probabilities to TorchScript and check it against the eager one."""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from crossmed.errors import CrossmedError
+from crossmed.files import atomic_path
+
+
+class ParityError(CrossmedError):
+    """The exported model's outputs differ from the eager network's beyond tolerance."""
+
+
+class WithProbabilities(torch.nn.Module):
+    """A classifier followed by softmax: the exported model returns probabilities, not logits."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """Return (N, classes) probabilities for (N, 1, H, W) images."""
+        return torch.softmax(self.net(image), dim=1)
+
+
+def export_torchscript(net: torch.nn.Module, example: np.ndarray, path: str | Path) -> torch.jit.ScriptModule:
+    """Trace `net` with softmax on CPU using `example` (N,1,H,W) and write it atomically; return the traced module."""
+    model = WithProbabilities(net).to("cpu").eval()
+    with torch.no_grad():
+        traced = torch.jit.trace(model, torch.as_tensor(example[:2]), check_trace=False)
+    with atomic_path(path) as tmp:
+        traced.save(str(tmp))
+    return traced
+
+
+def check_parity(net: torch.nn.Module, exported_path: str | Path, images: np.ndarray, atol: float) -> float:
+    """Return max |p_exported - p_eager| over `images`, reloading the file; raise ParityError above `atol`."""
+    loaded = torch.jit.load(str(exported_path), map_location="cpu").eval()
+    eager = WithProbabilities(net).to("cpu").eval()
+    batch = torch.as_tensor(images)
+    with torch.no_grad():
+        difference = float((loaded(batch) - eager(batch)).abs().max())
+    if not difference <= atol:
+        raise ParityError(f"{exported_path}: exported probabilities differ from the eager model by {difference:.3g} > {atol}")
+    return difference

@@ -1,0 +1,30 @@
+"""Save and load the best model: weights plus what is needed to rebuild and feed it."""
+
+from pathlib import Path
+
+import torch
+
+from crossmed.errors import InputError
+from crossmed.files import atomic_path
+
+
+def save_checkpoint(path: str | Path, net: torch.nn.Module, info: dict) -> None:
+    """Write the network's weights (contiguous, CPU) and `info` atomically."""
+    state = {k: v.detach().to("cpu", memory_format=torch.contiguous_format).clone() for k, v in net.state_dict().items()}
+    with atomic_path(path) as tmp:
+        torch.save({"state_dict": state, **info}, tmp)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Return a checkpoint written by save_checkpoint; raise InputError naming the file when unusable."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "checkpoint not found; run the train stage first")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise InputError(path, f"not a readable checkpoint ({err})") from err
+    for key in ("state_dict", "model", "image_size"):
+        if key not in checkpoint:
+            raise InputError(path, f"checkpoint lacks '{key}'")
+    return checkpoint

@@ -1,0 +1,75 @@
+"""The train stage as a library call: data, network, loop, checkpoint, history and the MLflow run."""
+
+import csv
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+import mlflow
+from omegaconf import DictConfig, OmegaConf
+
+from crossmed.data.processed import ProcessedData
+from crossmed.devices import describe_device, resolve_device, seed_everything
+from crossmed.errors import InputError
+from crossmed.files import atomic_path
+from crossmed.networks import build_network, count_parameters
+from crossmed.tracking import save_run_reference, start_study_run
+from crossmed.training.checkpoint import save_checkpoint
+from crossmed.training.loaders import make_loader
+from crossmed.training.loop import TrainSettings, fit
+
+log = logging.getLogger("crossmed.train")
+
+
+def train_study(cfg: DictConfig, checkpoint_path: str | Path, history_path: str | Path, run_reference_path: str | Path) -> dict:
+    """Train the configured network on the processed data; write checkpoint, history CSV and the run reference."""
+    device = resolve_device(cfg.device)
+    data = ProcessedData.load(cfg.paths.processed)
+    train_images, train_labels, _ = data.split("train")
+    val_images, val_labels, _ = data.split("val")
+    if len(train_images) == 0 or len(val_images) == 0:
+        raise InputError(Path(cfg.paths.processed) / "manifest.csv", "train or val split is empty")
+    seed_everything(int(cfg.seed), bool(cfg.train.deterministic), device, bool(cfg.train.cudnn_benchmark))
+    net = build_network(cfg.model.net)
+    settings = TrainSettings(int(cfg.train.max_epochs), float(cfg.train.learning_rate), float(cfg.train.weight_decay),
+                             bool(cfg.train.amp), bool(cfg.train.channels_last), int(cfg.train.log_every_steps))
+    loader = make_loader(train_images, train_labels, int(cfg.train.batch_size), train=True, augment=bool(cfg.train.augment),
+                         seed=int(cfg.seed), num_workers=int(cfg.train.num_workers))
+    device_info = describe_device(device)
+    log.info("training %s (%d parameters) on %d images, validating on %d, device %s",
+             cfg.model.name, count_parameters(net), len(train_images), len(val_images), device_info)
+    checkpoint_info = {"model": OmegaConf.to_container(cfg.model, resolve=True), "image_size": int(cfg.data.image_size),
+                       "spacing_mm": float(cfg.data.spacing_mm), "classes": list(cfg.study.classes)}
+    history = []
+    run = start_study_run(cfg, run_name=f"{cfg.model.name}", extra_tags={
+        "crossmed.model": cfg.model.name, **{f"device.{k}": str(v) for k, v in device_info.items()}})
+    try:
+        save_run_reference(run_reference_path, run)
+        mlflow.log_param("model.parameters", count_parameters(net))
+
+        def on_epoch(result, is_best):
+            history.append(asdict(result))
+            mlflow.log_metrics({"train_loss": result.train_loss, "val_loss": result.val_loss, "val_auc": result.val_auc,
+                                "train_images_per_second": result.images_per_second, "learning_rate": result.learning_rate},
+                               step=result.epoch)
+            if is_best:
+                save_checkpoint(checkpoint_path, net, {**checkpoint_info, "epoch": result.epoch, "val_auc": result.val_auc})
+
+        best = fit(net, loader, val_images, val_labels, settings, device, on_epoch)
+        mlflow.log_metrics({"best_val_auc": best.val_auc, "best_epoch": best.epoch})
+        _write_history(history_path, history)
+        mlflow.log_artifact(str(history_path), artifact_path="training")
+    except BaseException:
+        mlflow.end_run(status="FAILED")
+        raise
+    mlflow.end_run()
+    log.info("best val AUC %.4f at epoch %d; wrote %s and %s", best.val_auc, best.epoch, checkpoint_path, history_path)
+    return asdict(best)
+
+
+def _write_history(path, rows: list[dict]) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
