@@ -1,0 +1,81 @@
+"""Train, evaluate and export on the tiny study with a real MLflow store; metrics agree with scikit-learn."""
+
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from crossmed.evaluation.metrics import binary_metrics, youden_threshold
+from crossmed.networks import build_network
+from crossmed.errors import ConfigError
+
+
+def test_metrics_json_shape_and_values(trained_study):
+    exp = Path(trained_study.paths.experiments)
+    metrics = json.loads((exp / "metrics.json").read_text())
+    assert set(metrics) == {"internal_test", "external_test"}
+    threshold = json.loads((exp / "evaluation" / "operating_point.json").read_text())["threshold"]
+    for name, values in metrics.items():
+        assert set(values) == {"auc", "accuracy", "sensitivity", "specificity"}
+        predictions = pd.read_csv(exp / "evaluation" / f"predictions_{name}.csv")
+        assert values["auc"] == pytest.approx(roc_auc_score(predictions.actual, predictions.probability), abs=1e-4)
+        assert (predictions.predicted == (predictions.probability >= threshold)).all()
+        assert values["accuracy"] == pytest.approx((predictions.actual == predictions.predicted).mean(), abs=1e-4)
+    assert set(pd.read_csv(exp / "evaluation" / "predictions_external_test.csv").site) == {"EE"}
+    assert (exp / "evaluation" / "roc.png").stat().st_size > 1000
+
+
+def test_binary_metrics_by_hand():
+    labels = np.array([0, 0, 0, 1, 1, 1, 1, 0])
+    probabilities = np.array([0.1, 0.4, 0.35, 0.8, 0.7, 0.2, 0.9, 0.6])
+    values = binary_metrics(labels, probabilities, 0.5)
+    assert values == {"auc": round(roc_auc_score(labels, probabilities), 4), "accuracy": 0.75, "sensitivity": 0.75, "specificity": 0.75}
+    assert youden_threshold(labels, probabilities) in set(probabilities)
+
+
+def test_mlflow_run_holds_params_metrics_tags_and_artifacts(trained_study):
+    exp = Path(trained_study.paths.experiments)
+    reference = json.loads((exp / "train" / "mlflow_run.json").read_text())
+    client = mlflow.MlflowClient(tracking_uri=reference["tracking_uri"])
+    run = client.get_run(reference["run_id"])
+    assert run.data.params["model.name"] == "resnet_small"
+    assert run.data.params["train.max_epochs"] == str(trained_study.train.max_epochs)
+    assert {"internal_test_auc", "external_test_auc", "best_val_auc", "val_auc", "train_loss"} <= set(run.data.metrics)
+    history = client.get_metric_history(run.info.run_id, "val_auc")
+    assert [m.step for m in history] == list(range(1, trained_study.train.max_epochs + 1))
+    tags = run.data.tags
+    assert tags["crossmed.study"] == trained_study.study.name and tags["crossmed.sites"] == "KR,EE"
+    assert tags["version.torch"].startswith("2.13.0") and "git.commit" in tags
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
+    assert {"model/model.ts", "model/model.json"} <= artifacts
+    evaluation = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
+    assert "evaluation/roc.png" in evaluation and "evaluation/metrics.json" in evaluation
+
+
+def test_exported_model_matches_checkpoint(trained_study):
+    models = Path(trained_study.paths.models)
+    description = json.loads((models / "model.json").read_text())
+    size = trained_study.data.image_size
+    assert description["inputs"]["image"]["shape"] == [-1, 1, size, size]
+    assert description["classes"] == list(trained_study.study.classes)
+    assert description["operating_point"]["chosen_on"] == "val"
+    exported = torch.jit.load(str(models / "model.ts"))
+    checkpoint = torch.load(models / "checkpoint.pt", weights_only=True)
+    net = build_network(checkpoint["model"]["net"])
+    net.load_state_dict(checkpoint["state_dict"])
+    images = torch.as_tensor(np.load(Path(trained_study.paths.processed) / "images.npy")[:8])
+    with torch.no_grad():
+        expected = torch.softmax(net.eval()(images), dim=1)
+        got = exported(images)
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert torch.allclose(got.sum(dim=1), torch.ones(len(images)), atol=1e-5)
+
+
+def test_unknown_network_names_the_key():
+    with pytest.raises(ConfigError, match="model.net"):
+        build_network({"_target_": "monai.networks.nets.NoSuchNet"})
