@@ -1,0 +1,85 @@
+"""The real DVC pipeline, end to end, in a fresh git repository: dvc repro, a no-op repro, dvc exp run."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from conftest import REPO
+
+
+def _sh(args, cwd, timeout=900):
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def study_repo(tmp_path_factory):
+    """A copy of the project's tracked files in a new git repo, with params.yaml composed for the smoke experiment."""
+    from dvc.utils.hydra import compose_and_dump
+
+    repo = tmp_path_factory.mktemp("e2e") / "crossmed"
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, files):
+        if (REPO / name).is_file():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, repo / name)
+    compose_and_dump(repo / "params.yaml", str(repo / "conf"), None, "config", str(repo), ["experiment=smoke"])
+    git = ["git", "-c", "user.name=crossmed-test", "-c", "user.email=test@crossmed.invalid"]
+    _sh(["git", "init", "-q", "-b", "main"], repo)
+    _sh([*git, "add", "-A"], repo)
+    _sh([*git, "commit", "-q", "-m", "smoke study"], repo)
+    output = _sh(["dvc", "repro"], repo)
+    _sh([*git, "add", "-A"], repo)
+    _sh([*git, "commit", "-q", "-m", "dvc.lock"], repo)
+    return repo, output, git
+
+
+@pytest.mark.slow
+def test_dvc_repro_runs_every_stage(study_repo):
+    repo, output, _ = study_repo
+    for stage in ("synthesize", "deidentify", "preprocess", "train", "evaluate", "export"):
+        assert f"Running stage '{stage}'" in output
+    metrics = json.loads((repo / "experiments" / "metrics.json").read_text())
+    assert set(metrics) == {"internal_test", "external_test"}
+    assert set(metrics["internal_test"]) == {"auc", "accuracy", "sensitivity", "specificity"}
+    assert (repo / "models" / "model.ts").stat().st_size > 0
+    assert json.loads((repo / "models" / "model.json").read_text())["format"] == "torchscript"
+    assert (repo / "data" / "deidentified" / "KR" / "audit.csv").is_file()
+    run_id = json.loads((repo / "experiments" / "train" / "mlflow_run.json").read_text())["run_id"]
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'experiments' / 'mlflow.db'}")
+    run = client.get_run(run_id)
+    assert run.data.params["data.image_size"] == "32"
+    assert run.data.metrics["internal_test_auc"] == metrics["internal_test"]["auc"]
+    assert any(tag.startswith("dvc.data/processed") for tag in run.data.tags)
+    assert {a.path for a in client.list_artifacts(run_id)} >= {"model", "evaluation", "training"}
+
+
+@pytest.mark.slow
+def test_second_repro_runs_nothing(study_repo):
+    repo, _, _ = study_repo
+    output = _sh(["dvc", "repro"], repo)
+    assert "Running stage" not in output and "up to date" in output
+
+
+@pytest.mark.slow
+def test_dvc_exp_run_composes_overrides(study_repo):
+    repo, _, _ = study_repo
+    output = _sh(["dvc", "exp", "run", "-S", "experiment=smoke", "-S", "train.max_epochs=1", "-n", "one-epoch"], repo)
+    assert "Running stage 'train'" in output and "Running stage 'synthesize'" not in output
+    shown = json.loads(_sh(["dvc", "exp", "show", "--json"], repo))
+    text = json.dumps(shown)
+    assert "one-epoch" in text
+    experiments = [exp for entry in shown for exp in (entry.get("experiments") or [])]
+    params = [rev["data"]["params"]["params.yaml"]["data"]["train"]["max_epochs"]
+              for exp in experiments for rev in exp.get("revs", []) if rev.get("name") == "one-epoch"]
+    assert params == [1]
