@@ -62,3 +62,12 @@ def test_same_seed_gives_identical_bytes(tmp_path):
     files_b = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
     assert files_a == files_b
     assert all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files_a)
+
+
+def test_unknown_site_language_names_the_key(tmp_path):
+    import pytest
+    from crossmed.errors import ConfigError
+
+    cfg = tiny_config(tmp_path, "data.synthetic.sites.EE.language=fr")
+    with pytest.raises(ConfigError, match=r"data\.synthetic\.sites\.EE\.language"):
+        CohortSpec.from_config(cfg.data.synthetic)

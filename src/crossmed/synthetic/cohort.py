@@ -13,6 +13,7 @@ import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from crossmed.errors import ConfigError
 from crossmed.files import atomic_directory, write_bytes_atomic
 from crossmed.synthetic.identities import Patient, clinical_comment, make_patient
 from crossmed.synthetic.phantom import Acquisition, acquire, patient_anatomy, random_opacity, render
@@ -21,6 +22,8 @@ log = logging.getLogger("crossmed.synthesize")
 
 DX_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
 PRIVATE_CREATOR = "CROSSMED SYNTH PHI"
+SUPPORTED_LANGUAGES = {"ko", "et"}
+SUPPORTED_CHARACTER_SETS = {"ISO 2022 IR 149", "ISO_IR 192", "ISO_IR 100"}
 LABEL_COLUMNS = ["patient_id", "patient_name", "sop_instance_uid", "study_date", "sex", "age", "finding"]
 
 
@@ -43,7 +46,14 @@ class SiteSpec:
 
     @classmethod
     def from_config(cls, code: str, cfg) -> "SiteSpec":
-        """Return the site described by one entry of `data.synthetic.sites`."""
+        """Return the site described by one entry of `data.synthetic.sites`; raise ConfigError naming a bad key."""
+        key = f"data.synthetic.sites.{code}"
+        if cfg.language not in SUPPORTED_LANGUAGES:
+            raise ConfigError(f"{key}.language", f"'{cfg.language}' has no fictitious identities (known: {sorted(SUPPORTED_LANGUAGES)})")
+        if cfg.character_set not in SUPPORTED_CHARACTER_SETS:
+            raise ConfigError(f"{key}.character_set", f"'{cfg.character_set}' not supported (known: {sorted(SUPPORTED_CHARACTER_SETS)})")
+        if int(cfg.n_patients) < 1 or int(cfg.rows) < 16:
+            raise ConfigError(key, "n_patients must be >= 1 and rows >= 16")
         acq = Acquisition(int(cfg.rows), float(cfg.pixel_spacing_mm), float(cfg.contrast), float(cfg.noise_sd), float(cfg.blur_px))
         return cls(code, cfg.institution, cfg.address, cfg.language, cfg.character_set, int(cfg.n_patients), acq,
                    float(cfg.rescale_slope), float(cfg.rescale_intercept), float(cfg.stored_scale), cfg.manufacturer, cfg.model)
