@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from pydicom.data import get_charset_files
 
 from crossmed.deid.dicom_dataset import DatasetDeidentifier
 from crossmed.deid.keys import load_key
@@ -141,7 +140,7 @@ def test_destination_inside_source_is_refused(deidentified):
         deidentify_tree(src, src / "out", KEY, load_profile())
 
 
-@pytest.mark.parametrize("path", get_charset_files("*.dcm"), ids=lambda p: Path(p).name)
+@pytest.mark.parametrize("path", sorted((Path(pydicom.__file__).parent / "data" / "charset_files").glob("*.dcm")), ids=lambda p: p.name)
 def test_pydicom_charset_files_come_out_valid(path, tmp_path):
     ds = pydicom.dcmread(path)
     name = str(ds.get("PatientName", ""))
@@ -188,3 +187,11 @@ def test_key_file_checks(tmp_path, monkeypatch):
         load_key(tmp_path / "short.key")
     monkeypatch.setenv("CROSSMED_DEID_KEY", KEY.decode())
     assert load_key(None) == KEY
+
+
+def test_workers_give_the_same_bytes(deidentified, tmp_path):
+    src, out, _ = deidentified
+    deidentify_tree(src, tmp_path / "parallel", KEY, load_profile(OPTIONS), patient_prefix="KR-", workers=2)
+    files = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(tmp_path / "parallel") for p in (tmp_path / "parallel").rglob("*") if p.is_file())
+    assert all((out / f).read_bytes() == (tmp_path / "parallel" / f).read_bytes() for f in files)

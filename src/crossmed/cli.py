@@ -3,6 +3,7 @@
 import argparse
 import json
 import logging
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -23,9 +24,21 @@ def _deidentify(args) -> int:
     profile = load_profile(args.option)
     summary = deidentify_tree(args.src, args.dst, key, profile, patient_prefix=args.patient_prefix,
                               allow_burned_in=args.allow_burned_in, max_date_shift_days=args.max_date_shift_days,
-                              mapping_out=args.mapping_out)
+                              mapping_out=args.mapping_out, workers=args.workers)
     print(json.dumps(summary.as_dict(), indent=2))
     return EXIT_REJECTED if summary.rejected else 0
+
+
+def _deidentify_table(args) -> int:
+    from crossmed.deid.keys import load_key
+    from crossmed.deid.pseudonyms import Pseudonymizer
+    from crossmed.deid.tabular import deidentify_table
+
+    pseudonyms = Pseudonymizer(load_key(args.key_file), args.patient_prefix, args.max_date_shift_days)
+    rows = deidentify_table(args.src, args.dst, pseudonyms, args.id_column, tuple(args.drop_column), args.age_column,
+                            uid_columns=tuple(args.uid_column), date_columns=tuple(args.date_column))
+    print(json.dumps({"rows": rows, "written": str(args.dst)}))
+    return 0
 
 
 def _keygen(args) -> int:
@@ -77,8 +90,26 @@ def build_parser() -> argparse.ArgumentParser:
     deid.add_argument("--max-date-shift-days", type=int, default=365, help="dates move back 1..N days per patient (default 365)")
     deid.add_argument("--allow-burned-in", action="store_true",
                       help="pass images that may carry burned-in text; only after a person has reviewed them")
+    deid.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                      help="processes reading and de-identifying files (default: all CPUs); output is the same for any number")
     deid.add_argument("--mapping-out", help="also write the real-to-pseudonym mapping CSV here (keep it on site)")
     deid.set_defaults(handler=_deidentify)
+
+    table = sub.add_parser("deidentify-table", help="pseudonymise a clinical CSV with the same site key",
+                           description="Replace the patient ID column with the same keyed pseudonyms `deidentify` gives the "
+                                       "images (use the same --patient-prefix), drop direct-identifier columns, group ages "
+                                       "over 89 as 90, replace UID columns and shift date columns like the images.")
+    table.add_argument("src", metavar="SRC_CSV")
+    table.add_argument("dst", metavar="DST_CSV")
+    table.add_argument("--key-file", help="file holding the site key (else $CROSSMED_DEID_KEY)")
+    table.add_argument("--patient-prefix", default="")
+    table.add_argument("--id-column", default="patient_id")
+    table.add_argument("--drop-column", action="append", default=[], help="a direct-identifier column to remove; repeat")
+    table.add_argument("--age-column", default="age")
+    table.add_argument("--uid-column", action="append", default=[], help="a column of DICOM UIDs to pseudonymise; repeat")
+    table.add_argument("--date-column", action="append", default=[], help="a YYYY-MM-DD column to shift per patient; repeat")
+    table.add_argument("--max-date-shift-days", type=int, default=365)
+    table.set_defaults(handler=_deidentify_table)
 
     keygen = sub.add_parser("keygen", help="write a new random site key", description="Write a new 256-bit site key.")
     keygen.add_argument("key_file", help="where to write the key (refuses to overwrite)")

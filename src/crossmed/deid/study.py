@@ -31,7 +31,7 @@ def deidentify_study(raw_dir: str | Path, out_dir: str | Path, sites: list[str],
             key = load_key(Path(deid_cfg.key_dir) / f"{site}.key")
             summary = deidentify_tree(site_raw / "dicom", tmp / site, key, profile, patient_prefix=f"{site}-",
                                       allow_burned_in=bool(deid_cfg.allow_burned_in),
-                                      max_date_shift_days=int(deid_cfg.max_date_shift_days))
+                                      max_date_shift_days=int(deid_cfg.max_date_shift_days), workers=int(deid_cfg.workers))
             pseudonyms = Pseudonymizer(key, f"{site}-", int(deid_cfg.max_date_shift_days))
             tab = deid_cfg.tabular
             deidentify_table(site_raw / "labels.csv", tmp / site / "labels.csv", pseudonyms, tab.id_column,
