@@ -70,12 +70,18 @@ class DatasetDeidentifier:
 
     def _walk(self, ds: Dataset, patient: PatientContext, counts: Counter) -> None:
         for tag in list(ds.keys()):
-            element = ds[tag]
             if tag.is_private:
                 del ds[tag]
                 counts["private_removed"] += 1
                 continue
             action = self.profile.action_for(int(tag))
+            if action == "X" and not self._is_sequence(ds, tag):
+                del ds[tag]  # removed without decoding its value
+                counts["X"] += 1
+                continue
+            if self._untouched(ds, tag, action):
+                continue
+            element = ds[tag]
             if element.VR == "SQ":
                 self._sequence(ds, tag, action, patient, counts)
                 continue
@@ -99,6 +105,22 @@ class DatasetDeidentifier:
                 if int(tag) == PATIENT_AGE:
                     element.value = self._generalised_age(element.value, counts)
                 self._scan(element, patient, counts)
+
+    @staticmethod
+    def _raw_vr(ds: Dataset, tag) -> str | None:
+        """Return an element's VR without decoding its value (None when the file's implicit VR hides it)."""
+        return ds.get_item(tag).VR
+
+    def _is_sequence(self, ds: Dataset, tag) -> bool:
+        vr = self._raw_vr(ds, tag)
+        return ds[tag].VR == "SQ" if vr is None else vr == "SQ"
+
+    def _untouched(self, ds: Dataset, tag, action: str | None) -> bool:
+        """Return True for elements kept byte for byte: not listed (or kept) and neither text nor a sequence."""
+        if action not in (None, "K") or int(tag) == PATIENT_AGE:
+            return False
+        vr = self._raw_vr(ds, tag)
+        return vr is not None and vr != "SQ" and vr not in TEXT_VRS and vr != "UN"
 
     def _sequence(self, ds, tag, action, patient, counts) -> None:
         if action == "X":

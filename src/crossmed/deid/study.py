@@ -37,7 +37,8 @@ def deidentify_study(raw_dir: str | Path, out_dir: str | Path, sites: list[str],
             deidentify_table(site_raw / "labels.csv", tmp / site / "labels.csv", pseudonyms, tab.id_column,
                              tuple(tab.drop_columns), tab.age_column, uid_columns=tuple(tab.uid_columns),
                              date_columns=tuple(tab.date_columns))
-            summaries[site] = summary.as_dict()
+            # Seconds stay in the log: the stage's output must be identical when its inputs are.
+            summaries[site] = {k: v for k, v in summary.as_dict().items() if k != "seconds"}
         write_json_atomic(tmp / SUMMARY_FILE, {"profile": deid_cfg.profile, "options": list(deid_cfg.options),
                                                 "sites": summaries})
     log.info("de-identified sites %s into %s: %s", sites, out_dir, json.dumps({s: (v["written"], v["rejected"]) for s, v in summaries.items()}))
