@@ -57,15 +57,21 @@ def run_dicognito(src: Path, dst: Path) -> dict:
     return {"files": len(files), "written": written, "failed": failed, "seconds": round(time.perf_counter() - started, 3)}
 
 
-def compare(name: str, src: Path, work: Path, workers: int) -> dict:
-    """Run both tools on `src` and return their figures and the throughput ratio."""
-    (work / "dicognito").mkdir(parents=True)
-    ours = run_crossmed(src, work / "crossmed", workers)
-    theirs = run_dicognito(src, work / "dicognito")
+def compare(name: str, src: Path, work: Path, workers: int, repeats: int) -> dict:
+    """Run both tools `repeats` times, alternating (this machine's speed drifts), and return the median figures."""
+    ours_runs, theirs_runs = [], []
+    for attempt in range(repeats):
+        (work / f"dicognito{attempt}").mkdir(parents=True)
+        ours_runs.append(run_crossmed(src, work / f"crossmed{attempt}", workers))
+        theirs_runs.append(run_dicognito(src, work / f"dicognito{attempt}"))
+    ours = sorted(ours_runs, key=lambda r: r["seconds"])[repeats // 2]
+    theirs = sorted(theirs_runs, key=lambda r: r["seconds"])[repeats // 2]
     ours["files_per_second"] = round(ours["files"] / ours["seconds"], 1)
     theirs["files_per_second"] = round(theirs["files"] / theirs["seconds"], 1)
-    return {"corpus": name, "crossmed": ours, "dicognito": theirs,
-            "ratio_crossmed_to_dicognito": round(ours["files_per_second"] / theirs["files_per_second"], 2)}
+    ratios = sorted(t["seconds"] / o["seconds"] for o, t in zip(ours_runs, theirs_runs))
+    return {"corpus": name, "repeats": repeats, "crossmed": ours, "dicognito": theirs,
+            "ratio_crossmed_to_dicognito": round(ours["files_per_second"] / theirs["files_per_second"], 2),
+            "ratio_per_repeat": [round(r, 2) for r in ratios]}
 
 
 def main() -> None:
@@ -73,6 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--files", type=int, default=2000, help="size of the generated tree")
     parser.add_argument("--workers", type=int, default=1, help="crossmed worker processes")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each tool; medians are reported")
     args = parser.parse_args()
     import dicognito
 
@@ -86,8 +93,8 @@ def main() -> None:
         started = time.perf_counter()
         tree = generated_tree(tmp / "generated", args.files)
         generated_seconds = time.perf_counter() - started
-        results = [compare("pydicom test files", corpus, tmp / "run1", args.workers),
-                   compare(f"generated tree", tree, tmp / "run2", args.workers)]
+        results = [compare("pydicom test files", corpus, tmp / "run1", args.workers, args.repeats),
+                   compare("generated tree", tree, tmp / "run2", args.workers, args.repeats)]
         results[1]["generation_seconds"] = round(generated_seconds, 1)
     print(json.dumps({"dicognito_version": dicognito.__version__, "pydicom_version": pydicom.__version__,
                       "crossmed_workers": args.workers, "results": results}, indent=2))

@@ -1,6 +1,7 @@
 """Find and remove identifiers in free text: national IDs, phone numbers, the patient's name."""
 
 import re
+from functools import lru_cache
 
 from crossmed.national_ids import find_estonian_codes, find_korean_rrns
 
@@ -19,12 +20,17 @@ def find_identifiers(text: str, names: list[str]) -> list[tuple[int, int, str]]:
     spans = [(s, e, "korean_rrn") for s, e in find_korean_rrns(text)]
     spans += [(s, e, "estonian_code") for s, e in find_estonian_codes(text)]
     spans += [(m.start(), m.end(), "phone") for m in PHONE.finditer(text)]
-    for name in names:
-        # A one-character component (a Korean family name such as 김) counts only as a word of its own;
-        # longer ones count anywhere, since Korean attaches particles to names (김민준님).
-        pattern = rf"(?<!\w){re.escape(name)}(?!\w)" if len(name) == 1 else re.escape(name)
-        spans += [(m.start(), m.end(), "patient_name") for m in re.finditer(pattern, text, re.IGNORECASE)]
+    for pattern in _name_patterns(tuple(names)):
+        spans += [(m.start(), m.end(), "patient_name") for m in pattern.finditer(text)]
     return spans
+
+
+@lru_cache(maxsize=256)
+def _name_patterns(names: tuple[str, ...]) -> list[re.Pattern]:
+    """Return one compiled pattern per name variant (cached: a patient's files share them)."""
+    # A one-character component (a Korean family name such as 김) counts only as a word of its own;
+    # longer ones count anywhere, since Korean attaches particles to names (김민준님).
+    return [re.compile(rf"(?<!\w){re.escape(n)}(?!\w)" if len(n) == 1 else re.escape(n), re.IGNORECASE) for n in names]
 
 
 def scrub_text(text: str, names: list[str]) -> tuple[str, list[str]]:
