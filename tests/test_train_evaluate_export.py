@@ -79,3 +79,14 @@ def test_exported_model_matches_checkpoint(trained_study):
 def test_unknown_network_names_the_key():
     with pytest.raises(ConfigError, match="model.net"):
         build_network({"_target_": "monai.networks.nets.NoSuchNet"})
+
+
+@pytest.mark.parametrize("model_file", sorted(p.name for p in (Path(__file__).parent.parent / "conf" / "model").glob("*.yaml")))
+def test_every_configured_network_builds_and_classifies(model_file):
+    import yaml
+
+    cfg = yaml.safe_load((Path(__file__).parent.parent / "conf" / "model" / model_file).read_text())
+    net = build_network(cfg["net"]).eval()
+    with torch.no_grad():
+        out = net(torch.zeros(2, 1, 32, 32))
+    assert out.shape == (2, 2), f"{model_file}: output {tuple(out.shape)}"

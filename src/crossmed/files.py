@@ -1,6 +1,5 @@
-"""Atomic writes and content hashes, so no stage leaves a half-written output."""
+"""Atomic writes, so no stage leaves a half-written output."""
 
-import hashlib
 import json
 import os
 import shutil
@@ -67,21 +66,3 @@ def atomic_directory(target: str | os.PathLike):
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-
-def md5_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Return the MD5 hex digest of a file (the hash DVC uses for files)."""
-    digest = hashlib.md5()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def md5_tree(path: str | os.PathLike) -> str:
-    """Return one MD5 over the relative paths and contents of every file under `path`."""
-    root = Path(path)
-    digest = hashlib.md5()
-    for file in sorted(p for p in root.rglob("*") if p.is_file()):
-        digest.update(file.relative_to(root).as_posix().encode())
-        digest.update(md5_file(file).encode())
-    return digest.hexdigest()

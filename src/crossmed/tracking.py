@@ -91,9 +91,10 @@ def start_study_run(cfg: DictConfig, run_name: str, extra_tags: dict):
     """Start and return an MLflow run for the study, tagged and with the resolved config as params."""
     mlflow.set_tracking_uri(tracking_uri(cfg.mlflow.tracking_uri))
     experiment_id = _experiment_id(cfg.mlflow.experiment_name)
+    commit = git_commit()
     tags = {"crossmed.study": cfg.study.name, "crossmed.sites": ",".join(cfg.study.sites),
-            "crossmed.external_sites": ",".join(cfg.study.external_sites), "git.commit": git_commit(),
-            "mlflow.source.git.commit": git_commit().removesuffix("-dirty"),
+            "crossmed.external_sites": ",".join(cfg.study.external_sites), "git.commit": commit,
+            "mlflow.source.git.commit": commit.removesuffix("-dirty"),
             **{f"version.{k}": v for k, v in package_versions().items()}, **dvc_data_hashes(), **extra_tags}
     run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
     mlflow.log_params(flatten(cfg))

@@ -1,6 +1,5 @@
 """Patient-level, site-aware splits and the leakage check that guards them."""
 
-import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupShuffleSplit
 
@@ -59,7 +58,3 @@ def split_counts(manifest: pd.DataFrame) -> dict:
                                            "positives": int(rows["label"].sum())}
     return out
 
-
-def stable_order(values: list[str]) -> np.ndarray:
-    """Return the indices that sort `values` (a deterministic order independent of the file system)."""
-    return np.argsort(np.asarray(values, dtype=object), kind="stable")
