@@ -75,8 +75,8 @@ class DatasetDeidentifier:
                 counts["private_removed"] += 1
                 continue
             action = self.profile.action_for(int(tag))
-            if action == "X" and not self._is_sequence(ds, tag):
-                del ds[tag]  # removed without decoding its value
+            if action == "X":
+                del ds[tag]  # removed (a sequence with everything in it) without decoding its value
                 counts["X"] += 1
                 continue
             if self._untouched(ds, tag, action):
@@ -89,9 +89,7 @@ class DatasetDeidentifier:
                 self._scan(element, patient, counts)
                 continue
             counts[action] += 1
-            if action == "X":
-                del ds[tag]
-            elif action == "Z" and int(tag) == PATIENT_NAME:
+            if action == "Z" and int(tag) == PATIENT_NAME:
                 element.value = patient.pseudo_id  # Z allows a dummy; viewers then show the pseudonym
             elif action == "Z":
                 element.value = None if element.VR not in TEXT_VRS | {"CS", "AE", "DA", "TM", "DT", "AS"} else ""
@@ -111,10 +109,6 @@ class DatasetDeidentifier:
         """Return an element's VR without decoding its value (None when the file's implicit VR hides it)."""
         return ds.get_item(tag).VR
 
-    def _is_sequence(self, ds: Dataset, tag) -> bool:
-        vr = self._raw_vr(ds, tag)
-        return ds[tag].VR == "SQ" if vr is None else vr == "SQ"
-
     def _untouched(self, ds: Dataset, tag, action: str | None) -> bool:
         """Return True for elements kept byte for byte: not listed (or kept) and neither text nor a sequence."""
         if action not in (None, "K") or int(tag) == PATIENT_AGE:
@@ -123,10 +117,7 @@ class DatasetDeidentifier:
         return vr is not None and vr != "SQ" and vr not in TEXT_VRS and vr != "UN"
 
     def _sequence(self, ds, tag, action, patient, counts) -> None:
-        if action == "X":
-            del ds[tag]
-            counts["X"] += 1
-        elif action == "Z":
+        if action == "Z":
             ds[tag].value = Sequence()
             counts["Z"] += 1
         else:
