@@ -1,12 +1,12 @@
-"""Stage `deidentify`: DICOM PS3.15 Basic Profile and keyed pseudonyms for every site's images and table."""
+"""Stage `deidentify`: DICOM PS3.15 Basic Profile and keyed pseudonyms for the images and tables data.source brings."""
 
-from crossmed.deid.study import deidentify_study
+from crossmed.deid.study import deidentify_source
 from crossmed.stage import run_stage
 
 
 def deidentify(cfg) -> None:
-    """De-identify paths.raw into paths.deidentified, one folder per site."""
-    deidentify_study(cfg.paths.raw, cfg.paths.deidentified, list(cfg.study.sites), cfg.deid)
+    """De-identify data.input into paths.deidentified."""
+    deidentify_source(cfg)
 
 
 if __name__ == "__main__":

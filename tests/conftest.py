@@ -41,8 +41,7 @@ def tiny_study(tmp_path_factory):
     cfg = tiny_config(root)
     write_cohort(CohortSpec.from_config(cfg.data.synthetic), cfg.paths.raw)
     deidentify_study(cfg.paths.raw, cfg.paths.deidentified, list(cfg.study.sites), cfg.deid)
-    preprocess_study(cfg.paths.deidentified, cfg.paths.processed, list(cfg.study.sites), list(cfg.study.external_sites),
-                     cfg.data.image_size, cfg.data.spacing_mm, cfg.data.split.val_fraction, cfg.data.split.test_fraction, cfg.seed)
+    preprocess_study(cfg, cfg.paths.deidentified, cfg.paths.processed)
     return cfg
 
 

@@ -1,10 +1,37 @@
-"""Build the MONAI network named in conf/model/ (hydra `_target_`), and count its parameters."""
+"""Build the MONAI network named in conf/model/ (hydra `_target_`) for the data's task, and count its parameters."""
+
+import inspect
+import logging
 
 import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from crossmed.errors import ConfigError
+
+log = logging.getLogger("crossmed.train")
+# The argument names MONAI's networks use for input channels, outputs and dimensionality.
+IN_CHANNELS = ("in_channels", "n_input_channels")
+OUTPUTS = ("out_channels", "num_classes")
+
+
+def fit_to_task(net_cfg: DictConfig | dict, channels: int, outputs: int, spatial_dims: int) -> dict:
+    """Return `model.net` with input channels, outputs and spatial_dims set from the data (named as the class names them)."""
+    cfg = OmegaConf.to_container(OmegaConf.create(net_cfg) if isinstance(net_cfg, dict) else net_cfg, resolve=True)
+    target = cfg.get("_target_")
+    if not target:
+        raise ConfigError("model.net._target_", "missing: name a network class such as monai.networks.nets.ResNet")
+    try:
+        parameters = inspect.signature(hydra.utils.get_class(target)).parameters
+    except Exception as err:  # hydra raises its own errors for unknown modules and classes
+        raise ConfigError("model.net._target_", f"cannot import {target}: {err}") from err
+    wanted = {**{name: channels for name in IN_CHANNELS}, **{name: outputs for name in OUTPUTS}, "spatial_dims": spatial_dims}
+    for name, value in wanted.items():
+        if name in parameters and cfg.get(name) != value:
+            if name in cfg:
+                log.info("model.net.%s: %s -> %s (from the data)", name, cfg[name], value)
+            cfg[name] = value
+    return cfg
 
 
 def build_network(net_cfg: DictConfig | dict) -> torch.nn.Module:

@@ -1,103 +1,131 @@
-"""Turn de-identified site folders into one processed dataset: common grid, patient-level split, data card."""
+"""The preprocess stage: any source to one memory-mapped dataset with leak-free splits and a data card."""
 
-import hashlib
 import logging
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from crossmed.data.dicom_images import read_dicom_image
-from crossmed.data.image_transforms import to_common_grid
-from crossmed.data.processed import DATA_CARD_FILE, IMAGES_FILE, MANIFEST_COLUMNS, MANIFEST_FILE
-from crossmed.data.split import assign_splits, check_leakage, split_counts
-from crossmed.errors import InputError
-from crossmed.files import atomic_directory, write_json_atomic
+from crossmed.data.card import data_card, data_card_markdown
+from crossmed.data.image_files import image_kind
+from crossmed.data.image_pipeline import GridSpec, grid_steps, process_files, report_problems
+from crossmed.data.processed import (DATA_CARD_FILE, DATA_CARD_MARKDOWN, IMAGES_FILE, LABELS_FILE, MANIFEST_COLUMNS,
+                                     MANIFEST_FILE)
+from crossmed.data.sources import SourceTable
+from crossmed.data.sources.dicom_sites import dicom_sites_table
+from crossmed.data.sources.folder import folder_table
+from crossmed.data.sources.medmnist_arrays import fill_medmnist, medmnist_preprocessing, medmnist_table
+from crossmed.data.split import SPLITS, assign_splits, check_leakage
+from crossmed.errors import ConfigError
+from crossmed.files import atomic_directory, write_json_atomic, write_text_atomic
 
 log = logging.getLogger("crossmed.preprocess")
-PROGRESS_EVERY = 100
+SOURCES = ("synthetic", "folder", "medmnist")
+STAGING_FILE = "images.staging.npy"
+COPY_CHUNK = 1024
 
 
-def read_site_labels(site_dir: Path) -> pd.DataFrame:
-    """Return a site's labels.csv indexed by SOP Instance UID; raise InputError naming the file when unusable."""
-    path = site_dir / "labels.csv"
-    if not path.is_file():
-        raise InputError(path, "labels table not found")
-    labels = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = {"patient_id", "sop_instance_uid", "finding"} - set(labels.columns)
-    if missing:
-        raise InputError(path, f"missing column(s) {sorted(missing)}")
-    bad = ~labels["finding"].isin(["0", "1"])
-    if bad.any():
-        raise InputError(path, f"'finding' must be 0 or 1; row {int(np.flatnonzero(bad)[0]) + 2} has {labels['finding'][bad].iloc[0]!r}")
-    return labels.set_index("sop_instance_uid")
+def _select_sites(table: SourceTable, sites: list[str]) -> SourceTable:
+    if not sites:
+        return table
+    unknown = set(sites) - set(table.rows["site"])
+    if unknown:
+        raise ConfigError("study.sites", f"site(s) {sorted(unknown)} not in the data (has {sorted(set(table.rows['site']))})")
+    keep = table.rows["site"].isin(sites).to_numpy()
+    table.rows, table.labels = table.rows[keep].reset_index(drop=True), table.labels[keep]
+    return table
 
 
-def _site_rows(site: str, site_dir: Path, image_size: int, spacing_mm: float, images: list, hashes: list) -> list[dict]:
-    labels = read_site_labels(site_dir)
-    files = sorted(site_dir.rglob("*.dcm"))
-    if not files:
-        raise InputError(site_dir, "no .dcm files")
-    rows = []
-    for number, path in enumerate(files, 1):
-        image = read_dicom_image(path)
-        if image.sop_instance_uid not in labels.index:
-            raise InputError(path, f"SOP Instance UID {image.sop_instance_uid} has no row in {site_dir / 'labels.csv'}")
-        label_row = labels.loc[image.sop_instance_uid]
-        if label_row["patient_id"] != image.patient_id:
-            raise InputError(path, f"PatientID {image.patient_id} differs from labels.csv ({label_row['patient_id']})")
-        array = to_common_grid(image.pixels, image.spacing_mm, spacing_mm, image_size)
-        hashes.append(hashlib.sha1(image.pixels.tobytes()).hexdigest())
-        images.append(array)
-        rows.append({"site": site, "patient_id": image.patient_id, "study_uid": image.study_uid,
-                     "sop_instance_uid": image.sop_instance_uid, "label": int(label_row["finding"]),
-                     "sex": label_row.get("sex", ""), "age": label_row.get("age", ""),
-                     "source_path": path.relative_to(site_dir.parent).as_posix(), "source_rows": image.pixels.shape[0],
-                     "source_spacing_mm": image.spacing_mm[0]})
-        if number % PROGRESS_EVERY == 0:
-            log.info("site %s: %d/%d images preprocessed", site, number, len(files))
-    log.info("site %s: read %d images and %s", site, len(files), site_dir / "labels.csv")
-    return rows
+def _splits(rows: pd.DataFrame, study, split_cfg, seed: int) -> pd.Series:
+    """Return the given splits (external sites to external_test) or new patient-level ones."""
+    external = list(study.external_sites)
+    given = rows["split"].astype(str)
+    if (given != "").all():
+        unknown = set(external) - set(rows["site"])
+        if unknown:
+            raise ConfigError("study.external_sites", f"site(s) {sorted(unknown)} not in the data")
+        log.info("using the splits given with the data")
+        return given.where(~rows["site"].isin(external), "external_test")
+    if (given != "").any():
+        raise ConfigError("data.columns.split", f"{int((given == '').sum())} of {len(given)} rows have no split; give all or none")
+    return assign_splits(rows, external, float(split_cfg.val_fraction), float(split_cfg.test_fraction), seed,
+                         list(study.get("train_sites") or []), bool(split_cfg.get("stratify_by_site", False)))
 
 
-def data_card(manifest: pd.DataFrame, image_size: int, spacing_mm: float, external_sites: list[str]) -> dict:
-    """Return the data card: what went in, how it was split, and the per-site make-up."""
-    sites = {}
-    for site, rows in manifest.groupby("site"):
-        ages = pd.to_numeric(rows["age"], errors="coerce")
-        sites[site] = {"images": int(len(rows)), "patients": int(rows["patient_id"].nunique()),
-                       "prevalence": round(float(rows["label"].mean()), 4),
-                       "sex": {k: int(v) for k, v in rows.drop_duplicates("patient_id")["sex"].value_counts().items()},
-                       "age_range": [int(ages.min()), int(ages.max())] if ages.notna().any() else None,
-                       "source_rows": sorted(int(r) for r in rows["source_rows"].unique()),
-                       "source_spacing_mm": sorted(float(s) for s in rows["source_spacing_mm"].unique())}
-    return {"images": int(len(manifest)), "image_shape": [1, image_size, image_size], "spacing_mm": spacing_mm,
-            "intensity": "z-score per image after the modality LUT", "external_sites": list(external_sites),
-            "splits": split_counts(manifest), "sites": sites, "leakage_check": "passed"}
+def _read_source(cfg, deid_dir: Path) -> tuple[SourceTable, tuple[int, ...], callable]:
+    """Return the source table, the processed image shape and a function filling the image array."""
+    data = cfg.data
+    workers = int(data.get("workers", 1))
+    if data.source == "medmnist":
+        table, arrays = medmnist_table(str(data.path), str(data.subset), int(data.size))
+        size = int(data.image_size or data.size)
+        table.preprocessing = medmnist_preprocessing(int(data.size), size, table.task.spatial_dims)
+        return table, (table.task.channels, *(size,) * table.task.spatial_dims), lambda out: (fill_medmnist(arrays, out, size), [])
+    if data.source == "synthetic":
+        table, problems = dicom_sites_table(deid_dir, list(cfg.study.sites), list(cfg.study.classes))
+        report_problems(deid_dir, problems)
+    elif data.source == "folder":
+        table = folder_table(deid_dir, data)
+    else:
+        raise ConfigError("data.source", f"unknown source '{data.source}' (known: {', '.join(SOURCES)})")
+    grid = GridSpec(table.task.channels, table.task.spatial_dims, int(data.image_size),
+                    float(data.spacing_mm) if data.get("spacing_mm") else None)
+    table.preprocessing = grid_steps(grid, {image_kind(p) for p in table.rows["path"]})
+    return table, grid.shape, lambda out: process_files(list(table.rows["path"]), grid, out, workers)
 
 
-def preprocess_study(deid_dir: str | Path, out_dir: str | Path, sites: list[str], external_sites: list[str],
-                     image_size: int, spacing_mm: float, val_fraction: float, test_fraction: float, seed: int) -> dict:
-    """Write images.npy, manifest.csv and data_card.json for `sites` under `out_dir`; return the data card."""
+def _final_images(tmp: Path, staging: np.ndarray, keep: np.ndarray) -> None:
+    """Move the staging array to images.npy, copying only the kept rows when some were dropped."""
+    staging.flush()
+    if keep.all():
+        del staging
+        os.replace(tmp / STAGING_FILE, tmp / IMAGES_FILE)
+        return
+    from crossmed.data.processed import create_image_array
+
+    kept = np.flatnonzero(keep)
+    final = create_image_array(tmp, len(kept), staging.shape[1:])
+    for start in range(0, len(kept), COPY_CHUNK):
+        final[start:start + COPY_CHUNK] = staging[kept[start:start + COPY_CHUNK]]
+    final.flush()
+    del staging, final
+    (tmp / STAGING_FILE).unlink()
+
+
+def preprocess_study(cfg, deid_dir: str | Path, out_dir: str | Path) -> dict:
+    """Write images.npy, labels.npy, manifest.csv and the data card (JSON, Markdown) under `out_dir`; return the card."""
+    from numpy.lib.format import open_memmap
+
     deid_dir, out_dir = Path(deid_dir), Path(out_dir)
     started = time.perf_counter()
-    images, hashes, rows = [], [], []
-    for site in sites:
-        site_dir = deid_dir / site
-        if not site_dir.is_dir():
-            raise InputError(site_dir, f"no de-identified folder for site {site}")
-        rows += _site_rows(site, site_dir, image_size, spacing_mm, images, hashes)
-    manifest = pd.DataFrame(rows)
-    manifest.insert(0, "index", np.arange(len(manifest)))
-    manifest["split"] = assign_splits(manifest, external_sites, val_fraction, test_fraction, seed)
-    check_leakage(manifest, hashes)
-    card = data_card(manifest, image_size, spacing_mm, external_sites)
+    table, shape, fill = _read_source(cfg, deid_dir)
+    if cfg.data.source != "synthetic":
+        table = _select_sites(table, list(cfg.study.sites or []))
+    rows = table.rows.reset_index(drop=True)
+    rows["split"] = _splits(rows, cfg.study, cfg.data.split, int(cfg.seed)).to_numpy()
+    log.info("preprocess: %d images from %d patients at %d site(s) onto %s", len(rows), rows["patient_id"].nunique(),
+             rows["site"].nunique(), shape)
     with atomic_directory(out_dir) as tmp:
-        np.save(tmp / IMAGES_FILE, np.stack(images).astype(np.float32))
-        manifest[MANIFEST_COLUMNS].to_csv(tmp / MANIFEST_FILE, index=False)
+        staging = open_memmap(tmp / STAGING_FILE, mode="w+", dtype=np.float32, shape=(len(rows), *shape))
+        facts, problems = fill(staging)
+        report_problems(deid_dir, [f"{rows.at[i, 'source_path']}: {reason}" for i, reason in problems])
+        manifest = pd.concat([rows, pd.DataFrame(facts)], axis=1)
+        keep, leakage = check_leakage(manifest, str(cfg.data.get("leakage", "error")))
+        if not keep.all():
+            log.warning("dropped %d identical image(s) found in two splits: %s", int((~keep).sum()), leakage["dropped"][:5])
+        _final_images(tmp, staging, keep)
+        manifest = manifest[keep].reset_index(drop=True)
+        manifest.insert(0, "index", np.arange(len(manifest)))
+        np.save(tmp / LABELS_FILE, table.labels[keep])
+        manifest[MANIFEST_COLUMNS + table.subgroups].to_csv(tmp / MANIFEST_FILE, index=False)
+        card = data_card(manifest, table.task, table.description, table.preprocessing, list(shape), table.subgroups,
+                         list(cfg.study.external_sites), leakage)
         write_json_atomic(tmp / DATA_CARD_FILE, card)
-    log.info("wrote %d images (%s) to %s in %.1f s", len(manifest),
-             ", ".join(f"{k}={sum(v['images'] for v in s.values())}" for k, s in card["splits"].items()), out_dir,
+        write_text_atomic(tmp / DATA_CARD_MARKDOWN, data_card_markdown(card))
+    counts = {s: int((manifest["split"] == s).sum()) for s in SPLITS if (manifest["split"] == s).any()}
+    log.info("wrote %d images %s, labels, manifest and data card to %s in %.1f s", len(manifest), counts, out_dir,
              time.perf_counter() - started)
     return card
+

@@ -4,6 +4,7 @@ import json
 import logging
 from pathlib import Path
 
+from crossmed.deid.folder import deidentify_folder
 from crossmed.deid.keys import load_key
 from crossmed.deid.profile import load_profile
 from crossmed.deid.pseudonyms import Pseudonymizer
@@ -14,6 +15,24 @@ from crossmed.files import atomic_directory, write_json_atomic
 
 log = logging.getLogger("crossmed.deidentify")
 SUMMARY_FILE = "deid_summary.json"
+
+
+def deidentify_source(cfg) -> dict:
+    """De-identify what data.source brings: site DICOM trees, a folder with its manifest, or nothing (MedMNIST)."""
+    out_dir = Path(cfg.paths.deidentified)
+    if cfg.data.source == "synthetic":
+        return deidentify_study(cfg.paths.raw, out_dir, list(cfg.study.sites), cfg.deid)
+    if cfg.deid.profile != "basic":
+        raise ConfigError("deid.profile", f"unknown profile '{cfg.deid.profile}' (known: basic)")
+    with atomic_directory(out_dir) as tmp:
+        if cfg.data.source == "folder":
+            summary = deidentify_folder(cfg.data.path, tmp, cfg.data, cfg.deid, load_profile(cfg.deid.options))
+        else:
+            summary = {"note": f"data.source={cfg.data.source}: published de-identified; nothing to do"}
+        write_json_atomic(tmp / SUMMARY_FILE, {"profile": cfg.deid.profile, "options": list(cfg.deid.options),
+                                                "source": cfg.data.source, "sites": summary})
+    log.info("de-identification for data.source=%s written to %s: %s", cfg.data.source, out_dir, summary)
+    return summary
 
 
 def deidentify_study(raw_dir: str | Path, out_dir: str | Path, sites: list[str], deid_cfg) -> dict:

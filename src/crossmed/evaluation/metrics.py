@@ -1,9 +1,12 @@
-"""Discrimination and operating-point metrics of a binary classifier (scikit-learn underneath)."""
+"""Discrimination and operating-point metrics per task type (scikit-learn and MONAI underneath)."""
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
+from sklearn.metrics import (accuracy_score, balanced_accuracy_score, cohen_kappa_score, confusion_matrix, roc_auc_score,
+                             roc_curve)
 
+from crossmed.data.task import Task
 from crossmed.errors import ConfigError
+from crossmed.training.objectives import auc_per_class
 
 
 def youden_threshold(labels: np.ndarray, probabilities: np.ndarray) -> float:
@@ -32,3 +35,33 @@ def binary_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: flo
     auc = float(roc_auc_score(labels, probabilities)) if len(np.unique(labels)) == 2 else float("nan")
     return {"auc": round(auc, 4), "accuracy": round(float((tp + tn) / max(len(labels), 1)), 4),
             "sensitivity": round(float(tp / max(tp + fn, 1)), 4), "specificity": round(float(tn / max(tn + fp, 1)), 4)}
+
+
+def multiclass_metrics(labels: np.ndarray, probabilities: np.ndarray, task: Task) -> dict:
+    """Return macro one-vs-rest AUC, accuracy and balanced accuracy of the most probable class (plus MAE and kappa if ordinal)."""
+    actual, predicted = labels[:, 0], probabilities.argmax(axis=1)
+    per_class = auc_per_class(probabilities, labels, task)
+    out = {"auc": round(float(np.mean(list(per_class.values()))), 4) if per_class else float("nan"),
+           "accuracy": round(float(accuracy_score(actual, predicted)), 4),
+           "balanced_accuracy": round(float(balanced_accuracy_score(actual, predicted)), 4)}
+    if task.type == "ordinal":
+        out["mean_absolute_error"] = round(float(np.abs(actual - predicted).mean()), 4)
+        out["quadratic_kappa"] = round(float(cohen_kappa_score(actual, predicted, weights="quadratic")), 4)
+    return out | {f"auc_{name}": round(v, 4) for name, v in per_class.items()}
+
+
+def multilabel_metrics(labels: np.ndarray, probabilities: np.ndarray, task: Task, threshold: float = 0.5) -> dict:
+    """Return macro AUC over labels, per-label AUC, and accuracy of every label decision at `threshold`."""
+    per_label = auc_per_class(probabilities, labels, task)
+    return {"auc": round(float(np.mean(list(per_label.values()))), 4) if per_label else float("nan"),
+            "accuracy": round(float(((probabilities >= threshold) == labels.astype(bool)).mean()), 4)} | \
+        {f"auc_{name}": round(v, 4) for name, v in per_label.items()}
+
+
+def task_metrics(task: Task, labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict:
+    """Return the headline metrics of a task: binary at `threshold` on P(class 1), others by their own rule."""
+    if task.type == "binary":
+        return binary_metrics(labels[:, 0], probabilities[:, 1], threshold)
+    if task.multilabel:
+        return multilabel_metrics(labels, probabilities, task, threshold)
+    return multiclass_metrics(labels, probabilities, task)

@@ -41,8 +41,10 @@ def roc_figure(curves: dict[str, tuple[pd.DataFrame, float]], path: str | Path) 
 
 def confusion_figure(labels: np.ndarray, predicted: np.ndarray, classes: list[str], title: str, path: str | Path) -> None:
     """Write a PNG confusion matrix of one evaluation set."""
-    fig, ax = plt.subplots(figsize=(4, 4), dpi=120)
-    ConfusionMatrixDisplay.from_predictions(labels, predicted, labels=[0, 1], display_labels=classes, ax=ax, colorbar=False)
+    size = 4 + 0.35 * max(0, len(classes) - 2)
+    fig, ax = plt.subplots(figsize=(size, size), dpi=120)
+    ConfusionMatrixDisplay.from_predictions(labels, predicted, labels=list(range(len(classes))), display_labels=classes,
+                                            ax=ax, colorbar=False, xticks_rotation="vertical" if len(classes) > 3 else "horizontal")
     ax.set_title(title)
     fig.tight_layout()
     with atomic_path(path) as tmp:

@@ -5,6 +5,7 @@ import logging
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import torch
 from omegaconf import DictConfig
 
@@ -34,16 +35,17 @@ def export_study(cfg: DictConfig, checkpoint_path: str | Path, run_reference: st
     out_dir = Path(out_dir)
     net, checkpoint = load_trained_network(checkpoint_path, torch.device("cpu"))
     data = ProcessedData.load(cfg.paths.processed)
-    sample = data.images[: min(len(data.images), 64)]
+    sample = np.array(data.images[: min(len(data.images), 64)])  # a copy, not a read-only view of the memory map
+    multilabel = checkpoint["task"]["type"] == "multilabel"
     model_path = out_dir / "model.ts"
-    export_torchscript(net, sample, model_path)
-    difference = check_parity(net, model_path, sample, float(cfg.export.parity_atol))
+    export_torchscript(net, sample, model_path, multilabel)
+    difference = check_parity(net, model_path, sample, float(cfg.export.parity_atol), multilabel)
     log.info("TorchScript parity on %d images: max |difference| %.2e (tolerance %.0e)", len(sample), difference, cfg.export.parity_atol)
     experiments = Path(cfg.paths.experiments)
     reference = _read_json(Path(run_reference))
     description = model_description(
         name=f"{cfg.study.name}-{checkpoint['model']['name']}", model_file=model_path.name,
-        image_size=int(checkpoint["image_size"]), spacing_mm=float(checkpoint["spacing_mm"]), classes=list(checkpoint["classes"]),
+        input_shape=list(checkpoint["input_shape"]), preprocessing=list(checkpoint["preprocessing"]), task=checkpoint["task"],
         operating_point=_read_json(experiments / "evaluation" / "operating_point.json"),
         metrics=_read_json(experiments / "metrics.json"),
         training={"mlflow_run_id": reference["run_id"], "epoch": checkpoint.get("epoch"), "val_auc": checkpoint.get("val_auc"),

@@ -14,20 +14,23 @@ class ParityError(CrossmedError):
 
 
 class WithProbabilities(torch.nn.Module):
-    """A classifier followed by softmax: the exported model returns probabilities, not logits."""
+    """A classifier followed by softmax (sigmoid per label when multi-label): the exported model returns probabilities."""
 
-    def __init__(self, net: torch.nn.Module):
+    def __init__(self, net: torch.nn.Module, multilabel: bool = False):
         super().__init__()
         self.net = net
+        self.multilabel = multilabel
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """Return (N, classes) probabilities for (N, 1, H, W) images."""
-        return torch.softmax(self.net(image), dim=1)
+        """Return (N, classes) probabilities for (N, C, *spatial) images."""
+        logits = self.net(image)
+        return torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=1)
 
 
-def export_torchscript(net: torch.nn.Module, example: np.ndarray, path: str | Path) -> torch.jit.ScriptModule:
-    """Trace `net` with softmax on CPU using `example` (N,1,H,W) and write it atomically; return the traced module."""
-    model = WithProbabilities(net).to("cpu").eval()
+def export_torchscript(net: torch.nn.Module, example: np.ndarray, path: str | Path,
+                       multilabel: bool = False) -> torch.jit.ScriptModule:
+    """Trace `net` with its output activation on CPU using `example` images and write it atomically; return the module."""
+    model = WithProbabilities(net, multilabel).to("cpu").eval()
     with torch.no_grad():
         traced = torch.jit.trace(model, torch.as_tensor(example[:2]), check_trace=False)
     with atomic_path(path) as tmp:
@@ -35,10 +38,11 @@ def export_torchscript(net: torch.nn.Module, example: np.ndarray, path: str | Pa
     return traced
 
 
-def check_parity(net: torch.nn.Module, exported_path: str | Path, images: np.ndarray, atol: float) -> float:
+def check_parity(net: torch.nn.Module, exported_path: str | Path, images: np.ndarray, atol: float,
+                 multilabel: bool = False) -> float:
     """Return max |p_exported - p_eager| over `images`, reloading the file; raise ParityError above `atol`."""
     loaded = torch.jit.load(str(exported_path), map_location="cpu").eval()
-    eager = WithProbabilities(net).to("cpu").eval()
+    eager = WithProbabilities(net, multilabel).to("cpu").eval()
     batch = torch.as_tensor(images)
     with torch.no_grad():
         difference = float((loaded(batch) - eager(batch)).abs().max())

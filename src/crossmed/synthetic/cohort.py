@@ -257,3 +257,10 @@ def write_cohort(spec: CohortSpec, out_dir: str | Path) -> dict:
                      site.code, len(rows), site.n_patients, positives, out_dir / site.code / "dicom")
     log.info("synthetic cohort written to %s in %.1f s", out_dir, time.perf_counter() - started)
     return summary
+
+
+def write_not_synthesized(out_dir: str | Path, source: str) -> None:
+    """Write `out_dir` with only a note: the study reads data.source=`source`, so nothing is synthesized."""
+    with atomic_directory(out_dir) as tmp:
+        (tmp / "README.txt").write_text(f"data.source={source}: the study reads its own data; nothing synthesized.\n")
+    log.info("data.source=%s: nothing to synthesize; wrote a note to %s", source, out_dir)

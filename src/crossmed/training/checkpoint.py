@@ -24,7 +24,7 @@ def load_checkpoint(path: str | Path) -> dict:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise InputError(path, f"not a readable checkpoint ({err})") from err
-    for key in ("state_dict", "model", "image_size"):
+    for key in ("state_dict", "model", "task", "input_shape"):
         if key not in checkpoint:
             raise InputError(path, f"checkpoint lacks '{key}'")
     return checkpoint

@@ -6,11 +6,11 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 
-import numpy as np
 import torch
-from monai.metrics import ROCAUCMetric
 
+from crossmed.data.task import Task
 from crossmed.training.inference import predict_probabilities
+from crossmed.training.objectives import loss_function, mean_auc, mean_log_loss, targets
 
 log = logging.getLogger("crossmed.train")
 
@@ -40,15 +40,6 @@ class EpochResult:
     learning_rate: float
 
 
-def validation_auc(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    """Return ROC AUC with MONAI's metric (0.5 when only one class is present)."""
-    if len(np.unique(labels)) < 2:
-        return 0.5
-    metric = ROCAUCMetric()
-    metric(torch.as_tensor(probabilities), torch.as_tensor(labels))
-    return float(metric.aggregate())
-
-
 def _autocast(device: torch.device, amp: bool):
     if not (amp and device.type == "cuda"):
         return nullcontext(), None
@@ -57,14 +48,15 @@ def _autocast(device: torch.device, amp: bool):
     return torch.autocast("cuda", dtype=dtype), scaler
 
 
-def fit(net: torch.nn.Module, train_loader, val_images: np.ndarray, val_labels: np.ndarray, settings: TrainSettings,
+def fit(net: torch.nn.Module, train_loader, val_images, val_labels, task: Task, settings: TrainSettings,
         device: torch.device, on_epoch: Callable[[EpochResult, bool], None]) -> EpochResult:
-    """Train `net` in place; call on_epoch(result, is_best) after each epoch; return the best epoch's result."""
-    memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
+    """Train `net` in place; call on_epoch(result, is_best) after each epoch; return the best epoch's result (by val AUC)."""
+    channels_last = settings.channels_last and task.spatial_dims == 2  # channels_last is defined for 4D tensors only
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     net.to(device=device, memory_format=memory_format)
     optimizer = torch.optim.AdamW(net.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, settings.max_epochs))
-    loss_fn = torch.nn.CrossEntropyLoss()
+    loss_fn = loss_function(task)
     autocast, scaler = _autocast(device, settings.amp)
     best: EpochResult | None = None
     steps = len(train_loader)
@@ -74,7 +66,7 @@ def fit(net: torch.nn.Module, train_loader, val_images: np.ndarray, val_labels: 
         learning_rate = optimizer.param_groups[0]["lr"]
         for step, batch in enumerate(train_loader, 1):
             images = batch["image"].to(device, non_blocking=True).contiguous(memory_format=memory_format)
-            labels = batch["label"].to(device, non_blocking=True)
+            labels = targets(batch["label"].to(device, non_blocking=True), task)
             optimizer.zero_grad(set_to_none=True)
             with autocast:
                 loss = loss_fn(net(images), labels)
@@ -94,11 +86,9 @@ def fit(net: torch.nn.Module, train_loader, val_images: np.ndarray, val_labels: 
         scheduler.step()
         train_seconds = time.perf_counter() - started
         with autocast:
-            probabilities = predict_probabilities(net, val_images, device, channels_last=settings.channels_last)
-        val_loss = float(torch.nn.functional.binary_cross_entropy(
-            torch.as_tensor(probabilities, dtype=torch.float64).clamp(1e-7, 1 - 1e-7),
-            torch.as_tensor(val_labels, dtype=torch.float64)))
-        result = EpochResult(epoch, loss_sum / max(seen, 1), val_loss, validation_auc(probabilities, val_labels),
+            probabilities = predict_probabilities(net, val_images, device, task, channels_last=channels_last)
+        result = EpochResult(epoch, loss_sum / max(seen, 1), mean_log_loss(probabilities, val_labels, task),
+                             mean_auc(probabilities, val_labels, task),
                              seen / train_seconds, time.perf_counter() - started, learning_rate)
         is_best = best is None or result.val_auc > best.val_auc
         best = result if is_best else best

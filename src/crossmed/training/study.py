@@ -8,11 +8,11 @@ from pathlib import Path
 import mlflow
 from omegaconf import DictConfig, OmegaConf
 
-from crossmed.data.processed import ProcessedData
+from crossmed.data.processed import DATA_CARD_FILE, DATA_CARD_MARKDOWN, ProcessedData
 from crossmed.devices import describe_device, resolve_device, seed_everything
 from crossmed.errors import InputError
 from crossmed.files import atomic_path
-from crossmed.networks import build_network, count_parameters
+from crossmed.networks import build_network, count_parameters, fit_to_task
 from crossmed.tracking import save_run_reference, start_study_run
 from crossmed.training.checkpoint import save_checkpoint
 from crossmed.training.loaders import make_loader
@@ -25,27 +25,30 @@ def train_study(cfg: DictConfig, checkpoint_path: str | Path, history_path: str 
     """Train the configured network on the processed data; write checkpoint, history CSV and the run reference."""
     device = resolve_device(cfg.device)
     data = ProcessedData.load(cfg.paths.processed)
-    train_images, train_labels, _ = data.split("train")
-    val_images, val_labels, _ = data.split("val")
-    if len(train_images) == 0 or len(val_images) == 0:
+    task = data.task
+    train, val = data.split("train"), data.split("val")
+    if len(train.labels) == 0 or len(val.labels) == 0:
         raise InputError(Path(cfg.paths.processed) / "manifest.csv", "train or val split is empty")
     seed_everything(int(cfg.seed), bool(cfg.train.deterministic), device, bool(cfg.train.cudnn_benchmark))
-    net = build_network(cfg.model.net)
+    net_cfg = fit_to_task(cfg.model.net, task.channels, task.outputs, task.spatial_dims)
+    net = build_network(net_cfg)
     settings = TrainSettings(int(cfg.train.max_epochs), float(cfg.train.learning_rate), float(cfg.train.weight_decay),
                              bool(cfg.train.amp), bool(cfg.train.channels_last), int(cfg.train.log_every_steps))
-    loader = make_loader(train_images, train_labels, int(cfg.train.batch_size), train=True, augment=bool(cfg.train.augment),
-                         seed=int(cfg.seed), num_workers=int(cfg.train.num_workers))
+    loader = make_loader(train.images, train.labels, int(cfg.train.batch_size), train=True, augment=bool(cfg.train.augment),
+                         seed=int(cfg.seed), num_workers=int(cfg.train.num_workers), pin_memory=device.type == "cuda")
     device_info = describe_device(device)
-    log.info("training %s (%d parameters) on %d images, validating on %d, device %s",
-             cfg.model.name, count_parameters(net), len(train_images), len(val_images), device_info)
-    checkpoint_info = {"model": OmegaConf.to_container(cfg.model, resolve=True), "image_size": int(cfg.data.image_size),
-                       "spacing_mm": float(cfg.data.spacing_mm), "classes": list(cfg.study.classes)}
+    log.info("training %s (%d parameters) for %s %s on %d images, validating on %d, device %s", cfg.model.name,
+             count_parameters(net), task.type, list(task.classes), len(train.labels), len(val.labels), device_info)
+    checkpoint_info = {"model": {**OmegaConf.to_container(cfg.model, resolve=True), "net": net_cfg}, "task": task.as_dict(),
+                       "input_shape": list(data.images.shape[1:]), "preprocessing": list(data.card["preprocessing"]),
+                       "classes": list(task.classes)}
     history = []
     run = start_study_run(cfg, run_name=f"{cfg.model.name}", extra_tags={
         "crossmed.model": cfg.model.name, **{f"device.{k}": str(v) for k, v in device_info.items()}})
     try:
         save_run_reference(run_reference_path, run)
         mlflow.log_param("model.parameters", count_parameters(net))
+        _log_data_card(cfg.paths.processed)
 
         def on_epoch(result, is_best):
             history.append(asdict(result))
@@ -55,7 +58,7 @@ def train_study(cfg: DictConfig, checkpoint_path: str | Path, history_path: str 
             if is_best:
                 save_checkpoint(checkpoint_path, net, {**checkpoint_info, "epoch": result.epoch, "val_auc": result.val_auc})
 
-        best = fit(net, loader, val_images, val_labels, settings, device, on_epoch)
+        best = fit(net, loader, val.images, val.labels, task, settings, device, on_epoch)
         mlflow.log_metrics({"best_val_auc": best.val_auc, "best_epoch": best.epoch})
         _write_history(history_path, history)
         mlflow.log_artifact(str(history_path), artifact_path="training")
@@ -65,6 +68,13 @@ def train_study(cfg: DictConfig, checkpoint_path: str | Path, history_path: str 
     mlflow.end_run()
     log.info("best val AUC %.4f at epoch %d; wrote %s and %s", best.val_auc, best.epoch, checkpoint_path, history_path)
     return asdict(best)
+
+
+def _log_data_card(folder) -> None:
+    """Attach the data card (JSON and Markdown) to the run and tag its headline facts."""
+    card = Path(folder) / DATA_CARD_FILE
+    mlflow.log_artifact(str(card), artifact_path="data")
+    mlflow.log_artifact(str(Path(folder) / DATA_CARD_MARKDOWN), artifact_path="data")
 
 
 def _write_history(path, rows: list[dict]) -> None:

@@ -1,0 +1,75 @@
+"""Read one image file (DICOM, NIfTI, PNG/JPEG) as channel-first pixels with its spacing, whatever the format."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from crossmed.data.dicom_images import read_dicom_image
+from crossmed.errors import InputError
+
+KINDS = {".dcm": "dicom", ".dicom": "dicom", ".nii": "nifti", ".gz": "nifti", ".png": "png", ".jpg": "jpeg",
+         ".jpeg": "jpeg"}
+
+
+@dataclass
+class ImageFile:
+    """Pixels (C, *spatial) float32 and the physical spacing in mm (None when the format has none)."""
+
+    pixels: np.ndarray
+    spacing_mm: tuple[float, ...] | None
+
+
+def image_kind(path: str | Path) -> str | None:
+    """Return 'dicom', 'nifti', 'png' or 'jpeg' from the file name, or None when not an image name."""
+    name = Path(path).name.lower()
+    if name.endswith(".nii.gz"):
+        return "nifti"
+    return KINDS.get(Path(name).suffix) if not name.endswith(".gz") else None
+
+
+def _read_picture(path: Path, channels: int) -> ImageFile:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as picture:
+            array = np.asarray(picture.convert("L" if channels == 1 else "RGB"), dtype=np.float32)
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise InputError(path, f"unreadable image ({err})") from err
+    return ImageFile(array[None] if channels == 1 else np.moveaxis(array, -1, 0), None)
+
+
+def _read_nifti(path: Path, spatial_dims: int) -> ImageFile:
+    import nibabel as nib
+
+    try:
+        image = nib.as_closest_canonical(nib.load(path))  # RAS+ axis order, whatever the scanner wrote
+        array = np.asarray(image.dataobj, dtype=np.float32)
+    except Exception as err:  # nibabel raises many kinds for damaged files
+        raise InputError(path, f"unreadable NIfTI ({type(err).__name__}: {err})") from err
+    zooms = tuple(float(z) for z in image.header.get_zooms())
+    while array.ndim > spatial_dims and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim != spatial_dims:
+        raise InputError(path, f"expected a {spatial_dims}D single-channel volume, got shape {array.shape}")
+    return ImageFile(array[None], zooms[:spatial_dims])
+
+
+def read_image_file(path: str | Path, channels: int = 1, spatial_dims: int = 2) -> ImageFile:
+    """Return the pixels of a DICOM, NIfTI, PNG or JPEG file; raise InputError naming the file when unusable."""
+    path = Path(path)
+    kind = image_kind(path)
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    if kind == "dicom":
+        if spatial_dims != 2 or channels != 1:
+            raise InputError(path, "DICOM input is read as single-frame 2D grayscale images")
+        image = read_dicom_image(path)
+        return ImageFile(image.pixels[None], image.spacing_mm)
+    if kind == "nifti":
+        return _read_nifti(path, spatial_dims)
+    if kind in ("png", "jpeg"):
+        if spatial_dims != 2:
+            raise InputError(path, "PNG/JPEG images are 2D; use NIfTI for 3D volumes")
+        return _read_picture(path, channels)
+    raise InputError(path, "unknown image type (known: .dcm, .nii, .nii.gz, .png, .jpg, .jpeg)")
