@@ -25,9 +25,31 @@ def tiny_config(root: Path, *overrides: str):
     cfg = OmegaConf.create(params)
     for key in ("raw", "deidentified", "processed", "models", "experiments"):
         cfg.paths[key] = str(root / key)
-    cfg.deid.key_dir = str(root / "raw" / "keys")
+    if cfg.data.source == "synthetic":  # other sources keep their keys beside their data
+        cfg.deid.key_dir = str(root / "raw" / "keys")
     cfg.mlflow.tracking_uri = f"sqlite:///{root / 'experiments' / 'mlflow.db'}"
     return cfg
+
+
+def run_stages(cfg, through: str = "export"):
+    """Run the stages after synthesize by the library, as DVC would, up to and including `through`."""
+    from crossmed.data.preprocess import preprocess_study
+    from crossmed.deid.study import deidentify_source
+    from crossmed.evaluation.study import evaluate_study
+    from crossmed.export.study import export_study
+    from crossmed.training.study import train_study
+
+    exp, checkpoint = Path(cfg.paths.experiments), f"{cfg.paths.models}/checkpoint.pt"
+    steps = [("deidentify", lambda: deidentify_source(cfg)),
+             ("preprocess", lambda: preprocess_study(cfg, cfg.paths.deidentified, cfg.paths.processed)),
+             ("train", lambda: train_study(cfg, checkpoint, exp / "train/history.csv", exp / "train/mlflow_run.json")),
+             ("evaluate", lambda: evaluate_study(cfg, checkpoint, exp / "train/mlflow_run.json", exp / "metrics.json",
+                                                 exp / "evaluation")),
+             ("export", lambda: export_study(cfg, checkpoint, exp / "train/mlflow_run.json", cfg.paths.models))]
+    for name, step in steps:
+        step()
+        if name == through:
+            return
 
 
 @pytest.fixture(scope="session")

@@ -83,3 +83,20 @@ def test_dvc_exp_run_composes_overrides(study_repo):
     params = [rev["data"]["params"]["params.yaml"]["data"]["train"]["max_epochs"]
               for exp in experiments for rev in exp.get("revs", []) if rev.get("name") == "one-epoch"]
     assert params == [1]
+
+
+@pytest.mark.slow
+def test_dvc_exp_run_on_a_medmnist_file(study_repo, tmp_path):
+    from test_medmnist import write_npz
+
+    repo, _, _ = study_repo
+    npz = write_npz(tmp_path / "pathmnist_28.npz", "pathmnist", n=12)
+    output = _sh(["dvc", "exp", "run", "-S", "experiment=smoke", "-S", "data=medmnist", "-S", "data.subset=pathmnist",
+                  "-S", f"data.path={npz}", "-S", "data.image_size=null", "-S", "train.max_epochs=1", "-n", "pathmnist"], repo)
+    for stage in ("synthesize", "deidentify", "preprocess", "train", "evaluate", "export"):
+        assert f"Running stage '{stage}'" in output
+    shown = json.dumps(json.loads(_sh(["dvc", "exp", "show", "--json"], repo)))
+    assert "pathmnist" in shown and "balanced_accuracy" in shown  # the multi-class metrics of this experiment
+    card = json.loads((repo / "data" / "processed" / "data_card.json").read_text())
+    assert card["source"]["type"] == "medmnist" and card["task"]["type"] == "multiclass"
+    assert card["image_shape"] == [3, 28, 28]
