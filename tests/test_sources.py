@@ -11,7 +11,7 @@ import pydicom
 import pytest
 from PIL import Image
 
-from conftest import run_stages, tiny_config
+from conftest import SHARED, run_stages, tiny_config
 from crossmed.data.processed import ProcessedData
 from crossmed.data.split import LeakageError
 from crossmed.errors import InputError
@@ -169,3 +169,15 @@ def test_nifti_volumes_train_in_3d(tmp_path):
     assert set(data.manifest["source_spacing_mm"]) == {"1x1x1", "1.5x1.5x2"}
     model = json.loads((Path(cfg.paths.models) / "model.json").read_text())
     assert model["inputs"]["image"]["layout"] == "NCDHW"
+
+
+@pytest.mark.skipif(not (SHARED / "data" / "breastmnist.npz").is_file(), reason="../shared/data/breastmnist.npz absent")
+def test_real_breastmnist_duplicate_across_official_splits(tmp_path):
+    cfg = tiny_config(tmp_path, *MEDMNIST, f"data.path={SHARED / 'data' / 'breastmnist.npz'}")
+    with pytest.raises(LeakageError, match=r"1 identical image\(s\) in more than one split: train-000115 \(train\), test-000076 \(test\)"):
+        run_stages(cfg, through="preprocess")
+    cfg.data.leakage = "drop"
+    run_stages(cfg, through="preprocess")
+    data = ProcessedData.load(cfg.paths.processed)
+    assert len(data.manifest) == 779 and data.card["source"]["official_md5"] == "match"
+    assert data.card["leakage_check"]["dropped"] == ["train-000115 (train)"]

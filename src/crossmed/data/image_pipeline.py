@@ -7,6 +7,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+from monai.data import set_track_meta
 
 from crossmed.data.image_files import read_image_file
 from crossmed.data.image_transforms import to_common_grid
@@ -39,8 +41,14 @@ def source_facts(pixels: np.ndarray, spacing_mm: tuple[float, ...] | None) -> di
             "content_hash": hashlib.sha1(np.ascontiguousarray(pixels).tobytes()).hexdigest()}
 
 
+def _init_worker() -> None:
+    """One torch thread per worker process: the processes, not threads, share the cores."""
+    torch.set_num_threads(1)
+
+
 def process_image(job: tuple[str, GridSpec]) -> tuple[np.ndarray | None, dict | None, str | None]:
     """Return (processed image, source facts, None), or (None, None, reason) when the file cannot be used."""
+    set_track_meta(False)  # plain tensors: MONAI's metadata tracking costs more than the resize itself here
     path, grid = job
     try:
         image = read_image_file(path, grid.channels, grid.spatial_dims)
@@ -57,7 +65,7 @@ def process_files(paths: list[str], grid: GridSpec, out: np.ndarray, workers: in
     facts, problems = [{} for _ in paths], []
     started = last = time.perf_counter()
     jobs = [(p, grid) for p in paths]
-    pool = ProcessPoolExecutor(workers) if workers > 1 and len(paths) > 1 else None
+    pool = ProcessPoolExecutor(workers, initializer=_init_worker) if workers > 1 and len(paths) > 1 else None
     try:
         results = pool.map(process_image, jobs, chunksize=max(1, min(64, len(jobs) // (4 * workers)))) if pool \
             else map(process_image, jobs)

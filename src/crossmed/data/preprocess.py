@@ -3,6 +3,7 @@
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from crossmed.data.card import data_card, data_card_markdown
 from crossmed.data.image_files import image_kind
 from crossmed.data.image_pipeline import GridSpec, grid_steps, process_files, report_problems
 from crossmed.data.processed import (DATA_CARD_FILE, DATA_CARD_MARKDOWN, IMAGES_FILE, LABELS_FILE, MANIFEST_COLUMNS,
-                                     MANIFEST_FILE)
+                                     MANIFEST_FILE, create_image_array)
 from crossmed.data.sources import SourceTable
 from crossmed.data.sources.dicom_sites import dicom_sites_table
 from crossmed.data.sources.folder import folder_table
@@ -54,7 +55,7 @@ def _splits(rows: pd.DataFrame, study, split_cfg, seed: int) -> pd.Series:
                          list(study.get("train_sites") or []), bool(split_cfg.get("stratify_by_site", False)))
 
 
-def _read_source(cfg, deid_dir: Path) -> tuple[SourceTable, tuple[int, ...], callable]:
+def _read_source(cfg, deid_dir: Path) -> tuple[SourceTable, tuple[int, ...], Callable]:
     """Return the source table, the processed image shape and a function filling the image array."""
     data = cfg.data
     workers = int(data.get("workers", 1))
@@ -83,8 +84,6 @@ def _final_images(tmp: Path, staging: np.ndarray, keep: np.ndarray) -> None:
         del staging
         os.replace(tmp / STAGING_FILE, tmp / IMAGES_FILE)
         return
-    from crossmed.data.processed import create_image_array
-
     kept = np.flatnonzero(keep)
     final = create_image_array(tmp, len(kept), staging.shape[1:])
     for start in range(0, len(kept), COPY_CHUNK):
@@ -96,8 +95,6 @@ def _final_images(tmp: Path, staging: np.ndarray, keep: np.ndarray) -> None:
 
 def preprocess_study(cfg, deid_dir: str | Path, out_dir: str | Path) -> dict:
     """Write images.npy, labels.npy, manifest.csv and the data card (JSON, Markdown) under `out_dir`; return the card."""
-    from numpy.lib.format import open_memmap
-
     deid_dir, out_dir = Path(deid_dir), Path(out_dir)
     started = time.perf_counter()
     table, shape, fill = _read_source(cfg, deid_dir)
@@ -108,7 +105,7 @@ def preprocess_study(cfg, deid_dir: str | Path, out_dir: str | Path) -> dict:
     log.info("preprocess: %d images from %d patients at %d site(s) onto %s", len(rows), rows["patient_id"].nunique(),
              rows["site"].nunique(), shape)
     with atomic_directory(out_dir) as tmp:
-        staging = open_memmap(tmp / STAGING_FILE, mode="w+", dtype=np.float32, shape=(len(rows), *shape))
+        staging = create_image_array(tmp, len(rows), shape, STAGING_FILE)
         facts, problems = fill(staging)
         report_problems(deid_dir, [f"{rows.at[i, 'source_path']}: {reason}" for i, reason in problems])
         manifest = pd.concat([rows, pd.DataFrame(facts)], axis=1)

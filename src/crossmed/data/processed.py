@@ -18,9 +18,9 @@ MANIFEST_COLUMNS = ["index", "site", "patient_id", "image_id", "split", "label",
                     "source_spacing_mm", "source_mean", "source_std", "content_hash"]
 
 
-def create_image_array(folder: Path, count: int, shape: tuple[int, ...]) -> np.memmap:
-    """Return a new float32 (count, *shape) array memory-mapped to `folder`/images.npy, written as images arrive."""
-    return open_memmap(folder / IMAGES_FILE, mode="w+", dtype=np.float32, shape=(count, *shape))
+def create_image_array(folder: Path, count: int, shape: tuple[int, ...], name: str = IMAGES_FILE) -> np.memmap:
+    """Return a new float32 (count, *shape) .npy array memory-mapped in `folder`, written as images arrive."""
+    return open_memmap(folder / name, mode="w+", dtype=np.float32, shape=(count, *shape))
 
 
 class SplitImages:

@@ -44,7 +44,8 @@ def train_study(cfg: DictConfig, checkpoint_path: str | Path, history_path: str 
                        "classes": list(task.classes)}
     history = []
     run = start_study_run(cfg, run_name=f"{cfg.model.name}", extra_tags={
-        "crossmed.model": cfg.model.name, **{f"device.{k}": str(v) for k, v in device_info.items()}})
+        "crossmed.model": cfg.model.name, "crossmed.data.source": data.card["source"]["type"],
+        "crossmed.task": task.type, "crossmed.sites": ",".join(data.card["sites"]), **{f"device.{k}": str(v) for k, v in device_info.items()}})
     try:
         save_run_reference(run_reference_path, run)
         mlflow.log_param("model.parameters", count_parameters(net))
