@@ -49,12 +49,14 @@ def test_mlflow_run_holds_params_metrics_tags_and_artifacts(trained_study):
     history = client.get_metric_history(run.info.run_id, "val_auc")
     assert [m.step for m in history] == list(range(1, trained_study.train.max_epochs + 1))
     tags = run.data.tags
-    assert tags["crossmed.study"] == trained_study.study.name and tags["crossmed.sites"] == "KR,EE"
+    assert tags["crossmed.study"] == trained_study.study.name and tags["crossmed.sites"] == "EE,KR"
+    assert tags["crossmed.data.source"] == "dicom_sites" and tags["crossmed.task"] == "binary"
     assert tags["version.torch"].startswith("2.13.0") and "git.commit" in tags
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
     assert {"model/model.ts", "model/model.json"} <= artifacts
     evaluation = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
     assert "evaluation/roc.png" in evaluation and "evaluation/metrics.json" in evaluation
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "data")} == {"data/data_card.json", "data/data_card.md"}
 
 
 def test_exported_model_matches_checkpoint(trained_study):
