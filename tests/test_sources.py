@@ -120,13 +120,14 @@ def test_folder_problems_are_reported_together(tmp_path, tiny_study):
     manifest = pd.read_csv(folder / "manifest.csv", dtype=str)
     manifest.loc[1, "label"] = "maybe"
     manifest.loc[2, "image"] = "A/missing.png"
+    (folder / manifest.loc[5, "image"]).write_bytes(b"not a png")
     manifest = pd.concat([manifest, manifest.iloc[[3]]])
     manifest.to_csv(folder / "manifest.csv", index=False)
     cfg = tiny_config(tmp_path, "data=folder", f"data.path={folder}")
     with pytest.raises(InputError) as err:
         run_stages(cfg, through="deidentify")
     message = str(err.value)
-    assert "3 problem(s)" in message and "unknown label 'maybe'" in message
+    assert "4 problem(s)" in message and "unknown label 'maybe'" in message and "unreadable image" in message
     assert "A/missing.png): file not found" in message and "image listed twice" in message
     assert not Path(cfg.paths.deidentified).exists()
 

@@ -73,3 +73,22 @@ def read_image_file(path: str | Path, channels: int = 1, spatial_dims: int = 2) 
             raise InputError(path, "PNG/JPEG images are 2D; use NIfTI for 3D volumes")
         return _read_picture(path, channels)
     raise InputError(path, "unknown image type (known: .dcm, .nii, .nii.gz, .png, .jpg, .jpeg)")
+
+
+def unreadable_reason(path: str | Path) -> str | None:
+    """Return why a PNG/JPEG or NIfTI file cannot be decoded (headers and structure only), or None when it can."""
+    path = Path(path)
+    kind = image_kind(path)
+    try:
+        if kind in ("png", "jpeg"):
+            from PIL import Image
+
+            with Image.open(path) as picture:
+                picture.verify()
+        elif kind == "nifti":
+            import nibabel as nib
+
+            nib.load(path).header.get_data_shape()
+    except Exception as err:  # PIL and nibabel raise many kinds for damaged files
+        return f"unreadable image ({type(err).__name__}: {err})"
+    return None

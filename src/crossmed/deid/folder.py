@@ -7,9 +7,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from crossmed.data.image_files import image_kind
+import pandas as pd
+
+from crossmed.data.image_files import image_kind, unreadable_reason
 from crossmed.data.image_pipeline import report_problems
-from crossmed.data.sources.folder import ManifestSpec, check_manifest, read_manifest
+from crossmed.data.sources.folder import ManifestSpec, manifest_problems, read_manifest
 from crossmed.deid.keys import load_key
 from crossmed.deid.profile import Profile
 from crossmed.deid.pseudonyms import Pseudonymizer
@@ -60,26 +62,35 @@ def deidentify_folder(folder: str | Path, out_dir: Path, data_cfg, deid_cfg, pro
     spec = ManifestSpec.from_config(data_cfg)
     manifest_path = folder / str(data_cfg.manifest)
     table = read_manifest(manifest_path, spec)
-    check_manifest(manifest_path, table, spec, folder)
-    problems, summary = [], {}
+    if table.empty:
+        raise InputError(manifest_path, "manifest has no rows")
+    _, problems = manifest_problems(table, spec, folder)
+    for number, name in enumerate(table[spec.image], start=2):
+        if image_kind(name) in ("png", "jpeg", "nifti") and (folder / name).is_file():
+            reason = unreadable_reason(folder / name)
+            if reason:
+                problems.append(f"row {number} ({name}): {reason}")
+    summary = {}
     table["_out"] = ""
     for site, rows in table.groupby(spec.site, sort=True):
+        if problems:  # still de-identify the DICOM files, so their refusals are reported in the same message
+            rows = rows[[image_kind(n) == "dicom" and (folder / n).is_file() for n in rows[spec.image]]]
         key = load_key(Path(deid_cfg.key_dir) / f"{site}.key")
         pseudonyms = Pseudonymizer(key, f"{site}-", int(deid_cfg.max_date_shift_days))
         dicom = {i: folder / rows.at[i, spec.image] for i in rows.index if image_kind(rows.at[i, spec.image]) == "dicom"}
         written = _deidentify_site_dicom(site, dicom, out_dir, key, profile, deid_cfg, problems) if dicom else {}
         for i in rows.index:
-            table.at[i, "_out"] = written.get(i, "") if i in dicom else _copy_neutral(folder / rows.at[i, spec.image], out_dir, site)
+            if not problems:
+                table.at[i, "_out"] = written.get(i, "") if i in dicom else _copy_neutral(folder / rows.at[i, spec.image], out_dir, site)
         table.loc[rows.index, spec.patient_id] = [pseudonyms.patient_id(v) for v in rows[spec.patient_id]]
         summary[site] = {"images": int(len(rows)), "dicom_deidentified": len(written), "other_images_copied": len(rows) - len(dicom)}
     report_problems(manifest_path, problems)
     table[spec.image] = table.pop("_out")
-    if "age" in spec.subgroups:
-        table["age"] = [str(min(int(float(a)), OLDEST_AGE)) if a.strip() else "" for a in table["age"]]
+    if "age" in spec.subgroups:  # ages over 89 are grouped (PS3.15 / HIPAA); non-numbers become unknown
+        ages = pd.to_numeric(table["age"], errors="coerce")
+        table["age"] = [str(min(int(a), OLDEST_AGE)) if pd.notna(a) else "" for a in ages]
     keep = list(dict.fromkeys([*spec.required, *spec.subgroups]))  # other columns may identify; they stay on site
     with atomic_path(out_dir / "manifest.csv") as tmp:
         table[keep].to_csv(tmp, index=False)
     log.info("pseudonymised %s: %d rows, kept columns %s", manifest_path, len(table), keep)
-    if not table.shape[0]:
-        raise InputError(manifest_path, "manifest has no rows")
     return summary

@@ -78,6 +78,13 @@ def parse_label(value: str, task: Task) -> list[int] | None:
 
 def check_manifest(path: Path, table: pd.DataFrame, spec: ManifestSpec, root: Path) -> np.ndarray:
     """Return the labels (N, label_columns); raise one InputError listing every bad row of the manifest."""
+    labels, problems = manifest_problems(table, spec, root)
+    report_problems(path, problems)
+    return labels
+
+
+def manifest_problems(table: pd.DataFrame, spec: ManifestSpec, root: Path) -> tuple[np.ndarray, list[str]]:
+    """Return the labels (N, label_columns) and one line per problem: missing file, bad label, duplicate, empty ID."""
     problems, labels = [], []
     duplicated = table.duplicated(subset=[spec.image], keep="first")
     for number, values in enumerate(table.to_dict("records"), start=2):  # row 1 is the header
@@ -99,8 +106,7 @@ def check_manifest(path: Path, table: pd.DataFrame, spec: ManifestSpec, root: Pa
             problems.append(f"{where}: unknown label {values[spec.label]!r} (classes: {', '.join(spec.task.classes)})")
         if spec.split and values[spec.split] not in SPLITS:
             problems.append(f"{where}: unknown split {values[spec.split]!r} (known: {', '.join(SPLITS)})")
-    report_problems(path, problems)
-    return np.array(labels, dtype=np.int64).reshape(len(table), spec.task.label_columns)
+    return np.array(labels, dtype=np.int64).reshape(len(table), spec.task.label_columns), problems
 
 
 def image_id(path: str) -> str:
