@@ -63,7 +63,7 @@ def data_card(manifest: pd.DataFrame, task: Task, source: dict, preprocessing: l
             "leakage_check": leakage, "splits": dict(sorted(splits.items(), key=lambda kv: order.get(kv[0], 9)))}
 
 
-def _row(name: str, summary: dict, task: Task) -> str:
+def _row(name: str, summary: dict) -> str:
     labels = ", ".join(f"{k} {v}" for k, v in summary["labels"].items())
     return (f"| {name} | {summary['images']} | {summary['patients']} | {summary['images_per_patient']['mean']} | "
             f"{labels} |")
@@ -84,8 +84,8 @@ def data_card_markdown(card: dict) -> str:
              "## Preprocessing", "", *[f"{i}. {step}" for i, step in enumerate(card["preprocessing"], 1)], "",
              "## Splits", "", "| split / site | images | patients | images per patient | labels |", "|---|---|---|---|---|"]
     for split, parts in card["splits"].items():
-        lines.append(_row(f"**{split}**", parts["all"], task))
-        lines += [_row(f"{split} / {site}", summary, task) for site, summary in parts["sites"].items()]
+        lines.append(_row(f"**{split}**", parts["all"]))
+        lines += [_row(f"{split} / {site}", summary) for site, summary in parts["sites"].items()]
     for column in card["subgroups"]:
         lines += ["", f"## {column}", ""]
         for split, parts in card["splits"].items():

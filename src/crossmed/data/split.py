@@ -98,11 +98,3 @@ def check_leakage(manifest: pd.DataFrame, policy: str = "error") -> tuple[np.nda
         keep[manifest.index.get_indexer(drop)] = False
         report["dropped"] = [f"{manifest.at[i, 'image_id']} ({manifest.at[i, 'split']})" for i in drop]
     return keep, report
-
-
-def split_counts(manifest: pd.DataFrame) -> dict:
-    """Return images and patients per split and site."""
-    out = {}
-    for (split, site), rows in manifest.groupby(["split", "site"]):
-        out.setdefault(split, {})[site] = {"images": int(len(rows)), "patients": int(rows["patient_id"].nunique())}
-    return out

@@ -7,12 +7,9 @@ import pandas as pd
 
 from crossmed.data.task import Task
 
-TABLE_COLUMNS = ["site", "patient_id", "image_id", "label", "split", "source_path"]
-
-
 @dataclass
 class SourceTable:
-    """One row per image (TABLE_COLUMNS, subgroup columns, 'path' to read), labels (N, label_columns) and the task."""
+    """One row per image (site, patient_id, image_id, label, split, source_path, subgroups, 'path' to read), labels and task."""
 
     rows: pd.DataFrame
     labels: np.ndarray
