@@ -4,13 +4,14 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 
 from crossmed.data.task import Task
 from crossmed.training.inference import predict_probabilities
 from crossmed.training.objectives import loss_function, mean_auc, mean_log_loss, targets
+from crossmed.training.resume import restore_rng_states, rng_states
 
 log = logging.getLogger("crossmed.train")
 
@@ -25,6 +26,7 @@ class TrainSettings:
     amp: bool
     channels_last: bool
     log_every_steps: int
+    patience: int = 0  # early stopping: epochs without a better val AUC before stopping; 0 = never
 
 
 @dataclass
@@ -49,8 +51,13 @@ def _autocast(device: torch.device, amp: bool):
 
 
 def fit(net: torch.nn.Module, train_loader, val_images, val_labels, task: Task, settings: TrainSettings,
-        device: torch.device, on_epoch: Callable[[EpochResult, bool], None]) -> EpochResult:
-    """Train `net` in place; call on_epoch(result, is_best) after each epoch; return the best epoch's result (by val AUC)."""
+        device: torch.device, on_epoch: Callable[[EpochResult, bool, Callable[[], dict]], None],
+        resume: dict | None = None) -> EpochResult:
+    """Train `net` in place and return the best epoch's result (by val AUC).
+
+    After each epoch on_epoch(result, is_best, snapshot) is called; snapshot() returns the state that
+    `resume` takes to continue after that epoch exactly (model, optimiser, scheduler, scaler, RNGs).
+    """
     channels_last = settings.channels_last and task.spatial_dims == 2  # channels_last is defined for 4D tensors only
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     net.to(device=device, memory_format=memory_format)
@@ -59,8 +66,17 @@ def fit(net: torch.nn.Module, train_loader, val_images, val_labels, task: Task, 
     loss_fn = loss_function(task)
     autocast, scaler = _autocast(device, settings.amp)
     best: EpochResult | None = None
+    first, stale = 1, 0
+    if resume is not None:
+        net.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        if scaler is not None and resume.get("scaler"):
+            scaler.load_state_dict(resume["scaler"])
+        restore_rng_states(resume["rng"], train_loader)
+        best, first, stale = EpochResult(**resume["best"]), resume["epoch"] + 1, resume["stale_epochs"]
     steps = len(train_loader)
-    for epoch in range(1, settings.max_epochs + 1):
+    for epoch in range(first, settings.max_epochs + 1):
         net.train()
         started, seen, loss_sum = time.perf_counter(), 0, 0.0
         learning_rate = optimizer.param_groups[0]["lr"]
@@ -92,8 +108,19 @@ def fit(net: torch.nn.Module, train_loader, val_images, val_labels, task: Task, 
                              seen / train_seconds, time.perf_counter() - started, learning_rate)
         is_best = best is None or result.val_auc > best.val_auc
         best = result if is_best else best
+        stale = 0 if is_best else stale + 1
         log.info("epoch %d/%d done: train loss %.4f, val loss %.4f, val AUC %.4f%s, %.0f img/s, %.1f s",
                  epoch, settings.max_epochs, result.train_loss, result.val_loss, result.val_auc,
                  " (best)" if is_best else "", result.images_per_second, result.seconds)
-        on_epoch(result, is_best)
+
+        def snapshot(epoch=epoch, best=best, stale=stale) -> dict:
+            return {"epoch": epoch, "best": asdict(best), "stale_epochs": stale, "model": net.state_dict(),
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict() if scaler is not None else None, "rng": rng_states(train_loader)}
+
+        on_epoch(result, is_best, snapshot)
+        if settings.patience and stale >= settings.patience:
+            log.info("early stop after epoch %d: val AUC has not improved for %d epochs (patience %d)",
+                     epoch, stale, settings.patience)
+            break
     return best

@@ -1,0 +1,79 @@
+"""Training survives a kill: the rerun resumes from the last epoch's state and ends bitwise where an uninterrupted run ends."""
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import torch
+from omegaconf import OmegaConf
+
+from conftest import tiny_config
+
+DRIVER = """
+import sys
+from omegaconf import OmegaConf
+from crossmed.logs import configure_logging
+from crossmed.training.study import train_study
+cfg = OmegaConf.load(sys.argv[1])
+configure_logging("train")
+exp = cfg.paths.experiments
+train_study(cfg, cfg.paths.models + "/checkpoint.pt", exp + "/train/history.csv", exp + "/train/mlflow_run.json")
+"""
+COMPARED = ["epoch", "train_loss", "val_loss", "val_auc", "learning_rate"]
+
+
+def _config(tmp_path: Path, name: str, tiny_study) -> Path:
+    cfg = tiny_config(tmp_path / name, "train.max_epochs=4", "train.batch_size=4", "train.log_every_steps=1")
+    cfg.paths.processed = tiny_study.paths.processed  # read only: both runs train on the same processed data
+    path = tmp_path / f"{name}.yaml"
+    OmegaConf.save(cfg, path)
+    return path
+
+
+def _train(config: Path, kill_at: str | None = None) -> str:
+    """Run the train stage in a subprocess; with kill_at, SIGKILL it when that text appears in its log."""
+    process = subprocess.Popen([sys.executable, "-c", DRIVER, str(config)], stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    log = []
+    for line in process.stderr:
+        log.append(line)
+        if kill_at and kill_at in line:
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=300)
+    text = "".join(log)
+    assert kill_at or process.returncode == 0, text[-3000:]
+    return text
+
+
+def test_killed_training_resumes_to_identical_results(tmp_path, tiny_study):
+    whole, killed = _config(tmp_path, "whole", tiny_study), _config(tmp_path, "killed", tiny_study)
+    _train(whole)
+    log = _train(killed, kill_at="epoch 3/4 step 2/")  # mid-epoch, after epoch 2's state was saved
+    assert "epoch 2/4 done" in log and "epoch 3/4 done" not in log
+    assert (tmp_path / "killed" / "models" / "resume" / "train_state.pt").is_file()
+    resumed = _train(killed)
+    assert "resuming from" in resumed and "after epoch 2" in resumed and "epoch 1/4 done" not in resumed
+    a = pd.read_csv(tmp_path / "whole" / "experiments" / "train" / "history.csv")[COMPARED]
+    b = pd.read_csv(tmp_path / "killed" / "experiments" / "train" / "history.csv")[COMPARED]
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    wa = torch.load(tmp_path / "whole" / "models" / "checkpoint.pt", weights_only=True)["state_dict"]
+    wb = torch.load(tmp_path / "killed" / "models" / "checkpoint.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not (tmp_path / "killed" / "models" / "resume" / "train_state.pt").exists(), "finished: no state left"
+
+
+def test_early_stopping_ends_training_with_a_summary(tmp_path, tiny_study, caplog):
+    from crossmed.training.study import train_study
+
+    cfg = tiny_config(tmp_path, "train.max_epochs=12", "train.early_stopping_patience=1", "train.learning_rate=0.5")
+    cfg.paths.processed = tiny_study.paths.processed
+    exp = Path(cfg.paths.experiments)
+    with caplog.at_level("INFO", logger="crossmed"):
+        best = train_study(cfg, f"{cfg.paths.models}/checkpoint.pt", exp / "train/history.csv", exp / "train/mlflow_run.json")
+    history = pd.read_csv(exp / "train" / "history.csv")
+    assert len(history) < 12 and len(history) == best["epoch"] + 1
+    assert "early stop after epoch" in caplog.text and "(early stop)" in caplog.text
