@@ -11,7 +11,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from crossmed.evaluation.metrics import binary_metrics, youden_threshold
-from crossmed.networks import build_network
+from crossmed.networks import build_network, fit_to_task
 from crossmed.errors import ConfigError
 
 
@@ -84,11 +84,12 @@ def test_unknown_network_names_the_key():
 
 
 @pytest.mark.parametrize("model_file", sorted(p.name for p in (Path(__file__).parent.parent / "conf" / "model").glob("*.yaml")))
-def test_every_configured_network_builds_and_classifies(model_file):
+@pytest.mark.parametrize("shape,classes", [((1, 32, 32), 3), ((1, 32, 32, 32), 2)], ids=["2d", "3d"])
+def test_every_configured_network_builds_and_classifies(model_file, shape, classes):
     import yaml
 
     cfg = yaml.safe_load((Path(__file__).parent.parent / "conf" / "model" / model_file).read_text())
-    net = build_network(cfg["net"]).eval()
+    net = build_network(fit_to_task(cfg["net"], shape[0], classes, len(shape) - 1)).eval()
     with torch.no_grad():
-        out = net(torch.zeros(2, 1, 32, 32))
-    assert out.shape == (2, 2), f"{model_file}: output {tuple(out.shape)}"
+        out = net(torch.zeros(2, *shape))
+    assert out.shape == (2, classes), f"{model_file}: output {tuple(out.shape)}"

@@ -26,8 +26,9 @@ def fit_to_task(net_cfg: DictConfig | dict, channels: int, outputs: int, spatial
     except Exception as err:  # hydra raises its own errors for unknown modules and classes
         raise ConfigError("model.net._target_", f"cannot import {target}: {err}") from err
     wanted = {**{name: channels for name in IN_CHANNELS}, **{name: outputs for name in OUTPUTS}, "spatial_dims": spatial_dims}
+    passes_on = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())  # e.g. SEResNet50(**kwargs)
     for name, value in wanted.items():
-        if name in parameters and cfg.get(name) != value:
+        if (name in parameters or (passes_on and name in cfg)) and cfg.get(name) != value:
             if name in cfg:
                 log.info("model.net.%s: %s -> %s (from the data)", name, cfg[name], value)
             cfg[name] = value
