@@ -12,6 +12,7 @@ from crossmed.data.task import Task
 from crossmed.training.inference import predict_probabilities
 from crossmed.training.objectives import loss_function, mean_auc, mean_log_loss, targets
 from crossmed.training.resume import restore_rng_states, rng_states
+from crossmed.training.schedules import make_scheduler
 
 log = logging.getLogger("crossmed.train")
 
@@ -27,6 +28,10 @@ class TrainSettings:
     channels_last: bool
     log_every_steps: int
     patience: int = 0  # early stopping: epochs without a better val AUC before stopping; 0 = never
+    schedule: str = "cosine"
+    warmup_epochs: int = 0
+    grad_clip_norm: float | None = None  # clip the global gradient norm to this value; None = no clipping
+    class_weights: list[float] | None = None  # loss weights per class (pos_weight per label for multi-label)
 
 
 @dataclass
@@ -62,8 +67,10 @@ def fit(net: torch.nn.Module, train_loader, val_images, val_labels, task: Task, 
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     net.to(device=device, memory_format=memory_format)
     optimizer = torch.optim.AdamW(net.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, settings.max_epochs))
-    loss_fn = loss_function(task)
+    scheduler, per_batch = make_scheduler(optimizer, settings.schedule, settings.max_epochs, len(train_loader),
+                                          settings.warmup_epochs, settings.learning_rate)
+    weights = torch.tensor(settings.class_weights, dtype=torch.float32, device=device) if settings.class_weights else None
+    loss_fn = loss_function(task, weights)
     autocast, scaler = _autocast(device, settings.amp)
     best: EpochResult | None = None
     first, stale = 1, 0
@@ -88,18 +95,26 @@ def fit(net: torch.nn.Module, train_loader, val_images, val_labels, task: Task, 
                 loss = loss_fn(net(images), labels)
             if scaler is not None:
                 scaler.scale(loss).backward()
+                if settings.grad_clip_norm:
+                    scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+                    torch.nn.utils.clip_grad_norm_(net.parameters(), settings.grad_clip_norm)
                 scaler.step(optimizer)
                 scaler.update()
             else:
                 loss.backward()
+                if settings.grad_clip_norm:
+                    torch.nn.utils.clip_grad_norm_(net.parameters(), settings.grad_clip_norm)
                 optimizer.step()
+            if per_batch:
+                scheduler.step()
             seen += len(labels)
             loss_sum += float(loss.detach()) * len(labels)
             if step % settings.log_every_steps == 0 or step == steps:
                 rate = seen / (time.perf_counter() - started)
                 log.info("epoch %d/%d step %d/%d loss %.4f %.0f img/s", epoch, settings.max_epochs, step, steps,
                          loss_sum / seen, rate)
-        scheduler.step()
+        if not per_batch:
+            scheduler.step()
         train_seconds = time.perf_counter() - started
         with autocast:
             probabilities = predict_probabilities(net, val_images, device, task, channels_last=channels_last)

@@ -11,13 +11,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from crossmed.data.processed import DATA_CARD_FILE, DATA_CARD_MARKDOWN, MANIFEST_FILE, ProcessedData
 from crossmed.devices import describe_device, resolve_device, seed_everything
-from crossmed.errors import InputError
+from crossmed.errors import ConfigError, InputError
 from crossmed.files import atomic_path
 from crossmed.networks import build_network, count_parameters, fit_to_task
 from crossmed.tracking import save_run_reference, start_study_run, tracking_uri
 from crossmed.training.checkpoint import save_checkpoint
 from crossmed.training.loaders import make_loader
 from crossmed.training.loop import TrainSettings, fit
+from crossmed.training.objectives import balanced_weights
 from crossmed.training.resume import STATE_FILE, file_sha256, fingerprint, load_state, save_state
 
 log = logging.getLogger("crossmed.train")
@@ -36,7 +37,10 @@ def train_study(cfg: DictConfig, checkpoint_path: str | Path, history_path: str 
     net = build_network(net_cfg)
     settings = TrainSettings(int(cfg.train.max_epochs), float(cfg.train.learning_rate), float(cfg.train.weight_decay),
                              bool(cfg.train.amp), bool(cfg.train.channels_last), int(cfg.train.log_every_steps),
-                             int(cfg.train.early_stopping_patience or 0))
+                             int(cfg.train.early_stopping_patience or 0), str(cfg.train.schedule),
+                             int(cfg.train.warmup_epochs or 0),
+                             float(cfg.train.grad_clip_norm) if cfg.train.grad_clip_norm else None,
+                             _class_weights(cfg.train.class_weighting, train.labels, task))
     loader = make_loader(train.images, train.labels, int(cfg.train.batch_size), train=True, augment=bool(cfg.train.augment),
                          seed=int(cfg.seed), num_workers=int(cfg.train.num_workers), pin_memory=device.type == "cuda")
     device_info = describe_device(device)
@@ -92,6 +96,18 @@ def train_study(cfg: DictConfig, checkpoint_path: str | Path, history_path: str 
              time.perf_counter() - started, f", resumed after epoch {resume['epoch']}" if resume else "",
              best.val_auc, best.epoch, checkpoint_path, history_path)
     return asdict(best)
+
+
+def _class_weights(mode: str, labels, task) -> list[float] | None:
+    """Return the loss weights for train.class_weighting ('none' or 'balanced')."""
+    if mode in (None, "none"):
+        return None
+    if mode == "balanced":
+        weights = balanced_weights(labels, task)
+        log.info("class weights (balanced on %d training images): %s", len(labels),
+                 {c: round(w, 3) for c, w in zip(task.classes, weights)})
+        return weights
+    raise ConfigError("train.class_weighting", f"unknown mode '{mode}' (known: none, balanced)")
 
 
 def _log_data_card(folder) -> None:
