@@ -6,9 +6,6 @@ with --epochs; both runs write under a temporary folder. Run: `.venv/bin/python 
 
 import argparse
 import json
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -19,16 +16,6 @@ import torch
 from omegaconf import OmegaConf
 
 REPO = Path(__file__).resolve().parent.parent
-DRIVER = """
-import sys
-from omegaconf import OmegaConf
-from crossmed.logs import configure_logging
-from crossmed.training.study import train_study
-cfg = OmegaConf.load(sys.argv[1])
-configure_logging("train")
-exp = cfg.paths.experiments
-train_study(cfg, cfg.paths.models + "/checkpoint.pt", exp + "/train/history.csv", exp + "/train/mlflow_run.json")
-"""
 COMPARED = ["epoch", "train_loss", "val_loss", "val_auc", "learning_rate"]
 
 
@@ -44,19 +31,13 @@ def _config(root: Path, epochs: int) -> Path:
 
 
 def _train(config: Path, kill_at: str | None = None) -> tuple[float, str]:
+    from crossmed.training.standalone import train_in_subprocess
+
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-c", DRIVER, str(config)], stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    log = []
-    for line in process.stderr:
-        log.append(line)
-        if kill_at and kill_at in line:
-            process.send_signal(signal.SIGKILL)
-            break
-    process.wait()
-    if not kill_at and process.returncode != 0:
-        sys.exit("".join(log)[-3000:])
-    return time.perf_counter() - started, "".join(log)
+    code, log = train_in_subprocess(str(config), kill_at)
+    if not kill_at and code != 0:
+        sys.exit(log[-3000:])
+    return time.perf_counter() - started, log
 
 
 def main() -> None:

@@ -1,9 +1,5 @@
 """Training survives a kill: the rerun resumes from the last epoch's state and ends bitwise where an uninterrupted run ends."""
 
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -11,17 +7,8 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import tiny_config
+from crossmed.training.standalone import train_in_subprocess
 
-DRIVER = """
-import sys
-from omegaconf import OmegaConf
-from crossmed.logs import configure_logging
-from crossmed.training.study import train_study
-cfg = OmegaConf.load(sys.argv[1])
-configure_logging("train")
-exp = cfg.paths.experiments
-train_study(cfg, cfg.paths.models + "/checkpoint.pt", exp + "/train/history.csv", exp + "/train/mlflow_run.json")
-"""
 COMPARED = ["epoch", "train_loss", "val_loss", "val_auc", "learning_rate"]
 
 
@@ -35,18 +22,9 @@ def _config(tmp_path: Path, name: str, tiny_study) -> Path:
 
 def _train(config: Path, kill_at: str | None = None) -> str:
     """Run the train stage in a subprocess; with kill_at, SIGKILL it when that text appears in its log."""
-    process = subprocess.Popen([sys.executable, "-c", DRIVER, str(config)], stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    log = []
-    for line in process.stderr:
-        log.append(line)
-        if kill_at and kill_at in line:
-            process.send_signal(signal.SIGKILL)
-            break
-    process.wait(timeout=300)
-    text = "".join(log)
-    assert kill_at or process.returncode == 0, text[-3000:]
-    return text
+    code, log = train_in_subprocess(str(config), kill_at)
+    assert kill_at or code == 0, log[-3000:]
+    return log
 
 
 def test_killed_training_resumes_to_identical_results(tmp_path, tiny_study):
