@@ -89,7 +89,7 @@ def test_every_configured_network_builds_and_classifies(model_file, shape, class
     import yaml
 
     cfg = yaml.safe_load((Path(__file__).parent.parent / "conf" / "model" / model_file).read_text())
-    net = build_network(fit_to_task(cfg["net"], shape[0], classes, len(shape) - 1)).eval()
+    net = build_network(fit_to_task(cfg["net"], shape[0], classes, len(shape) - 1, shape[1:])).eval()
     with torch.no_grad():
         out = net(torch.zeros(2, *shape))
     assert out.shape == (2, classes), f"{model_file}: output {tuple(out.shape)}"

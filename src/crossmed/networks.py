@@ -15,8 +15,9 @@ IN_CHANNELS = ("in_channels", "n_input_channels")
 OUTPUTS = ("out_channels", "num_classes")
 
 
-def fit_to_task(net_cfg: DictConfig | dict, channels: int, outputs: int, spatial_dims: int) -> dict:
-    """Return `model.net` with input channels, outputs and spatial_dims set from the data (named as the class names them)."""
+def fit_to_task(net_cfg: DictConfig | dict, channels: int, outputs: int, spatial_dims: int,
+                image_size: tuple[int, ...] | None = None) -> dict:
+    """Return `model.net` with input channels, outputs, spatial_dims (and img_size) set from the data, as the class names them."""
     cfg = OmegaConf.to_container(OmegaConf.create(net_cfg) if isinstance(net_cfg, dict) else net_cfg, resolve=True)
     target = cfg.get("_target_")
     if not target:
@@ -26,6 +27,8 @@ def fit_to_task(net_cfg: DictConfig | dict, channels: int, outputs: int, spatial
     except Exception as err:  # hydra raises its own errors for unknown modules and classes
         raise ConfigError("model.net._target_", f"cannot import {target}: {err}") from err
     wanted = {**{name: channels for name in IN_CHANNELS}, **{name: outputs for name in OUTPUTS}, "spatial_dims": spatial_dims}
+    if image_size is not None:  # transformers size their position embedding from the image
+        wanted["img_size"] = list(image_size)
     passes_on = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())  # e.g. SEResNet50(**kwargs)
     for name, value in wanted.items():
         if (name in parameters or (passes_on and name in cfg)) and cfg.get(name) != value:
@@ -53,3 +56,17 @@ def build_network(net_cfg: DictConfig | dict) -> torch.nn.Module:
 def count_parameters(net: torch.nn.Module) -> int:
     """Return the number of trainable parameters."""
     return sum(p.numel() for p in net.parameters() if p.requires_grad)
+
+
+class ViTClassifier(torch.nn.Module):
+    """MONAI's ViT as a classifier that returns logits only (ViT returns logits and hidden states, and a Tanh head by default)."""
+
+    def __init__(self, **vit_args):
+        super().__init__()
+        from monai.networks.nets import ViT
+
+        self.vit = ViT(**{**vit_args, "classification": True, "post_activation": None})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the class logits for a batch of images."""
+        return self.vit(x)[0]
