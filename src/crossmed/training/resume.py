@@ -13,6 +13,7 @@ from crossmed.files import atomic_path
 
 log = logging.getLogger("crossmed.train")
 STATE_FILE = "train_state.pt"
+STATE_FORMAT = 2  # bumped when the saved state changes shape (2: RNG states per rank)
 
 
 def fingerprint(*parts) -> str:

@@ -8,6 +8,7 @@ import sys
 from omegaconf import OmegaConf
 
 from crossmed.logs import configure_logging
+from crossmed.training.distributed import launch, needs_launch
 from crossmed.training.study import train_study
 
 
@@ -18,6 +19,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("usage: python -m crossmed.training.standalone CONFIG.yaml")
     cfg = OmegaConf.load(args[0])
     configure_logging("train")
+    if needs_launch(cfg.train):  # train.strategy=ddp: run again as torchrun's processes
+        sys.exit(launch(cfg.train, ["-m", "crossmed.training.standalone", args[0]]))
     exp = cfg.paths.experiments
     train_study(cfg, f"{cfg.paths.models}/checkpoint.pt", f"{exp}/train/history.csv", f"{exp}/train/mlflow_run.json")
 
