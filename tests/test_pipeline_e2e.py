@@ -83,6 +83,37 @@ def test_dvc_exp_run_composes_overrides(study_repo):
     params = [rev["data"]["params"]["params.yaml"]["data"]["train"]["max_epochs"]
               for exp in experiments for rev in exp.get("revs", []) if rev.get("name") == "one-epoch"]
     assert params == [1]
+    reference = json.loads((repo / "experiments" / "train" / "mlflow_run.json").read_text())
+    run = mlflow.MlflowClient(tracking_uri=reference["tracking_uri"]).get_run(reference["run_id"])
+    assert run.info.run_name == "one-epoch", "the MLflow run carries the DVC experiment's name"
+
+
+@pytest.mark.slow
+def test_queued_grid_sweep_records_into_the_project_store(study_repo):
+    import time
+
+    repo, _, _ = study_repo
+    output = _sh(["dvc", "exp", "run", "--queue", "-n", "lr", "-S", "experiment=smoke", "-S", "train.max_epochs=1",
+                  "-S", "train.learning_rate=0.01,0.003"], repo)  # not 0.001: DVC would restore that run from its run-cache
+    assert "Queued experiment 'lr-1'" in output and "Queued experiment 'lr-2'" in output
+    _sh(["dvc", "queue", "start"], repo)
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        status = _sh(["dvc", "queue", "status"], repo)
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(5)
+    assert status.count("Success") >= 2, status + _sh(["dvc", "queue", "logs", "lr-1"], repo)
+    shown = json.loads(_sh(["dvc", "exp", "show", "--json"], repo))
+    rates = {rev["name"]: rev["data"]["params"]["params.yaml"]["data"]["train"]["learning_rate"]
+             for entry in shown for exp in (entry.get("experiments") or []) for rev in exp.get("revs", [])
+             if rev.get("name", "").startswith("lr-")}
+    assert rates == {"lr-1": 0.01, "lr-2": 0.003}
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'experiments' / 'mlflow.db'}")
+    names = {run.info.run_name: run for run in client.search_runs(
+        [e.experiment_id for e in client.search_experiments()], filter_string="tags.`dvc.experiment` LIKE 'lr-%'")}
+    assert set(names) == {"lr-1", "lr-2"}, "queued runs record into the project's store under their experiment names"
+    assert names["lr-1"].data.params["train.learning_rate"] == "0.01" and "internal_test_auc" in names["lr-1"].data.metrics
 
 
 @pytest.mark.slow
@@ -100,3 +131,14 @@ def test_dvc_exp_run_on_a_medmnist_file(study_repo, tmp_path):
     card = json.loads((repo / "data" / "processed" / "data_card.json").read_text())
     assert card["source"]["type"] == "medmnist" and card["task"]["type"] == "multiclass"
     assert card["image_shape"] == [3, 28, 28]
+
+
+@pytest.mark.slow
+def test_random_search_queues_named_experiments(study_repo):
+    repo, _, _ = study_repo
+    output = _sh([sys.executable, "-m", "crossmed.cli", "sweep", "-n", "rs", "--trials", "2", "--seed", "5",
+                  "train.learning_rate=loguniform(1e-4,1e-2)", "-S", "experiment=smoke"], repo)
+    assert "queued 2 experiments" in output
+    status = _sh(["dvc", "queue", "status"], repo)
+    assert status.count("Queued") == 2 and "rs-1" in status and "rs-2" in status
+    _sh(["dvc", "queue", "remove", "--queued"], repo)

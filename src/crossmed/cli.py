@@ -1,8 +1,7 @@
-"""The `crossmed` command: de-identify a site's DICOM tree, generate a site key, keep params.yaml in step with conf/."""
+"""The `crossmed` command: de-identify a site's DICOM tree, generate a site key, keep params.yaml in step with conf/, queue a random search."""
 
 import argparse
 import json
-import logging
 import os
 import secrets
 import sys
@@ -68,6 +67,18 @@ def _params(args) -> int:
     return 0
 
 
+def _sweep(args) -> int:
+    from crossmed.sweeps import draw_points, queue_commands, queue_points
+
+    commands = queue_commands(args.name, draw_points(args.spec, args.trials, args.seed), args.set)
+    for command in commands:
+        print(" ".join(f"'{a}'" if any(c in a for c in "()[]{}, ") else a for a in command))
+    if not args.dry_run:
+        queue_points(commands)
+        print(f"queued {len(commands)} experiments {args.name}-1 ... {args.name}-{len(commands)}; run them with `dvc queue start`")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the `crossmed` command."""
     from crossmed.deid.profile import OPTIONS
@@ -122,6 +133,19 @@ def build_parser() -> argparse.ArgumentParser:
     params.add_argument("--path", default="params.yaml")
     params.add_argument("--conf-dir", default="conf")
     params.set_defaults(handler=_params)
+
+    sweep = sub.add_parser("sweep", help="random search: queue DVC experiments with values drawn from distributions",
+                           description="Draw --trials points from the given distributions (seeded) and queue each as "
+                                       "`dvc exp run --queue -n NAME-i -S key=value ...`; start them with `dvc queue start`. "
+                                       "For a grid use DVC directly: dvc exp run --queue -S 'key=a,b,c'.")
+    sweep.add_argument("spec", nargs="+", help="key=uniform(a,b) | key=loguniform(a,b) | key=randint(a,b) | key=choice(x,y,...)")
+    sweep.add_argument("-n", "--name", required=True, help="experiment name prefix: NAME-1, NAME-2, ...")
+    sweep.add_argument("--trials", type=int, default=8, help="how many points to draw (default 8)")
+    sweep.add_argument("--seed", type=int, default=0, help="seed of the draw: the same seed queues the same points")
+    sweep.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="a fixed override for every point, passed to dvc as -S (repeatable)")
+    sweep.add_argument("--dry-run", action="store_true", help="print the dvc commands without queueing")
+    sweep.set_defaults(handler=_sweep)
     return parser
 
 

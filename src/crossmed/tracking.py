@@ -21,8 +21,16 @@ ARTIFACT_DIR_NAME = "mlartifacts"
 
 
 def tracking_uri(configured: str) -> str:
-    """Return $MLFLOW_TRACKING_URI when set, else the configured URI."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or configured
+    """Return $MLFLOW_TRACKING_URI when set, else the configured URI.
+
+    A relative sqlite path is taken from the DVC project's root when DVC names it (DVC_ROOT): queued
+    experiments run in copies under .dvc/tmp/exps and must still record into the project's one store.
+    """
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or configured
+    database = uri.removeprefix("sqlite:///")
+    if uri.startswith("sqlite:///") and not Path(database).is_absolute() and os.environ.get("DVC_ROOT"):
+        return f"sqlite:///{Path(os.environ['DVC_ROOT']) / database}"
+    return uri
 
 
 def _experiment_id(name: str) -> str:
@@ -87,6 +95,11 @@ def dvc_data_hashes(lock_file: str | Path = "dvc.lock") -> dict:
     return hashes
 
 
+def run_name(default: str) -> str:
+    """Return the DVC experiment's name when `dvc exp run` started this stage (DVC_EXP_NAME), else `default`."""
+    return os.environ.get("DVC_EXP_NAME") or default
+
+
 def start_study_run(cfg: DictConfig, run_name: str, extra_tags: dict):
     """Start and return an MLflow run for the study, tagged and with the resolved config as params."""
     mlflow.set_tracking_uri(tracking_uri(cfg.mlflow.tracking_uri))
@@ -96,6 +109,8 @@ def start_study_run(cfg: DictConfig, run_name: str, extra_tags: dict):
             "crossmed.external_sites": ",".join(cfg.study.external_sites), "git.commit": commit,
             "mlflow.source.git.commit": commit.removesuffix("-dirty"),
             **{f"version.{k}": v for k, v in package_versions().items()}, **dvc_data_hashes(), **extra_tags}
+    if os.environ.get("DVC_EXP_NAME"):  # the same name in `dvc exp show` and in the MLflow UI
+        tags["dvc.experiment"] = os.environ["DVC_EXP_NAME"]
     run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
     mlflow.log_params(flatten(cfg))
     log.info("MLflow run %s in experiment '%s' at %s", run.info.run_id, cfg.mlflow.experiment_name, mlflow.get_tracking_uri())
