@@ -1,0 +1,103 @@
+"""Training images/second on a CUDA GPU for ResNet-18 and DenseNet121 at 224 px, with and without AMP; print JSON.
+
+Runs crossmed's own training loop (training.loop.fit with the stage's loader: pinned memory, loader worker
+processes, channels_last, cuDNN autotuning, deterministic mode off) on random in-memory images, and samples
+GPU utilisation with nvidia-smi while it trains. Throughput is the median over epochs after the first.
+Without CUDA it prints {"skipped": ...} and exits 0.
+Run: `.venv/bin/python benchmarks/gpu_throughput.py [--images 4096] [--batch 128] [--epochs 3]`.
+"""
+
+import argparse
+import json
+import statistics
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class UtilisationSampler(threading.Thread):
+    """Sample nvidia-smi's GPU utilisation (%) and memory use (MiB) every `interval` seconds until stopped."""
+
+    def __init__(self, index: int, interval: float = 0.5):
+        super().__init__(daemon=True)
+        self.index, self.interval, self.samples, self.done = index, interval, [], threading.Event()
+
+    def run(self) -> None:
+        query = ["nvidia-smi", f"--id={self.index}", "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits"]
+        while not self.done.wait(self.interval):
+            try:
+                used, memory = subprocess.run(query, capture_output=True, text=True, timeout=5).stdout.strip().split(",")
+                self.samples.append((float(used), float(memory)))
+            except (OSError, ValueError, subprocess.SubprocessError):
+                return
+
+
+def measure(model: str, amp: bool, images: np.ndarray, labels: np.ndarray, batch: int, epochs: int, workers: int,
+            device: torch.device) -> dict:
+    """Train `model` (a conf/model name) for `epochs` and return its throughput, utilisation and peak GPU memory."""
+    from crossmed.data.task import Task
+    from crossmed.devices import seed_everything
+    from crossmed.networks import build_network, fit_to_task
+    from crossmed.training.loaders import make_loader
+    from crossmed.training.loop import TrainSettings, fit
+
+    cuda = device.type == "cuda"
+    seed_everything(0, deterministic=False, device=device, cudnn_benchmark=True)
+    task = Task("binary", ("negative", "positive"), images.shape[1], 2)
+    net_cfg = yaml.safe_load((REPO / "conf" / "model" / f"{model}.yaml").read_text())["net"]
+    net = build_network(fit_to_task(net_cfg, task.channels, task.outputs, 2, images.shape[2:]))
+    loader = make_loader(images, labels, batch, train=True, augment=[], seed=0, num_workers=workers, pin_memory=cuda)
+    settings = TrainSettings(epochs, 1e-3, 1e-4, amp, True, 10**9)
+    results = []
+    sampler = UtilisationSampler(torch.cuda.current_device() if cuda else 0)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+        sampler.start()
+    fit(net, loader, images[:256], labels[:256], task, settings, device, lambda result, *_: results.append(result))
+    if cuda:
+        sampler.done.set()
+        sampler.join()
+    rates = [r.images_per_second for r in results]
+    busy = [u for u, _ in sampler.samples]
+    return {"model": model, "amp": amp, "images_per_second": round(statistics.median(rates[1:] or rates), 1),
+            "per_epoch": [round(r, 1) for r in rates], "gpu_utilisation_percent_mean": round(statistics.mean(busy), 1) if busy else None,
+            "peak_allocated_mib": round(torch.cuda.max_memory_allocated(device) / 2**20) if cuda else None}
+
+
+def main() -> None:
+    """Run each network with and without AMP and print one JSON object."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=4096)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--models", nargs="+", default=["resnet18", "densenet121"])
+    parser.add_argument("--device", default="cuda", help="cpu only checks the script itself (tiny sizes)")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print(json.dumps({"benchmark": "gpu_throughput", "skipped": "no CUDA device on this machine"}))
+        return
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((args.images, 3, args.size, args.size), dtype=np.float32)
+    labels = rng.integers(0, 2, (args.images, 1)).astype(np.int64)
+    started = time.perf_counter()
+    runs = [measure(model, amp, images, labels, args.batch, args.epochs, args.workers, device)
+            for model in args.models for amp in (False, True)]
+    cuda = device.type == "cuda"
+    print(json.dumps({"benchmark": "gpu_throughput", "gpu": torch.cuda.get_device_name() if cuda else None,
+                      "torch": torch.__version__, "bf16": torch.cuda.is_bf16_supported() if cuda else None, "image_size": args.size, "batch_size": args.batch,
+                      "images": args.images, "loader_workers": args.workers, "runs": runs,
+                      "seconds": round(time.perf_counter() - started, 1)}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
