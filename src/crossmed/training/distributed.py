@@ -7,6 +7,7 @@ machines: run torchrun yourself), the ranks come from its environment variables.
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -79,7 +80,16 @@ def launch(train_cfg, target: list[str]) -> int:
     nproc = processes_per_node(train_cfg)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *target]
     log.info("train.strategy=ddp: starting %d processes with torchrun: %s", nproc, " ".join(command[1:]))
-    return subprocess.call(command)
+    process = subprocess.Popen(command)
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))  # stopping the stage stops the ranks
+    try:
+        return process.wait()
+    except BaseException:
+        process.terminate()  # torchrun passes SIGTERM on to its workers
+        process.wait(timeout=120)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def start(ranks: Ranks, device: torch.device, backend: str = "auto") -> torch.device:
