@@ -82,3 +82,21 @@ def test_gap_between_two_sets():
     gap = difference_interval(a_samples, b_samples, a, b, settings)["auc"]
     assert gap["value"] == pytest.approx(a["auc"]["value"] - b["auc"]["value"], abs=1e-4)
     assert 0 < gap["ci_low"] < gap["value"] < gap["ci_high"]
+
+
+def test_operating_points_reach_their_targets_on_validation():
+    from crossmed.errors import ConfigError
+    from crossmed.evaluation.metrics import choose_threshold
+
+    labels, scores = _cases(500, seed=4)
+    scores = scores + np.random.default_rng(5).random(500) * 1e-3  # few ties, so rates move in small steps
+    for rate, target in (("sensitivity", 0.9), ("specificity", 0.8)):
+        threshold = choose_threshold(rate, labels, scores, 0.5, target)
+        metrics = binary_metrics(np.ones((1, 500)), labels, scores, threshold)
+        assert metrics[rate][0] >= target
+        # one step further (above the threshold for sensitivity, down to the next lower score for specificity) misses it
+        further = np.nextafter(threshold, 2) if rate == "sensitivity" else scores[scores < threshold].max()
+        assert binary_metrics(np.ones((1, 500)), labels, scores, further)[rate][0] < target
+    assert choose_threshold("fixed", labels, scores, 0.3) == 0.3
+    with pytest.raises(ConfigError, match="evaluate.operating_point"):
+        choose_threshold("f1", labels, scores, 0.5)

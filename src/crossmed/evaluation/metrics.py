@@ -18,13 +18,32 @@ def youden_threshold(labels: np.ndarray, probabilities: np.ndarray) -> float:
     return float(min(thresholds[best], 1.0))
 
 
-def choose_threshold(method: str, labels: np.ndarray, probabilities: np.ndarray, fixed: float) -> float:
-    """Return the operating threshold by `method` ('youden' on the given data, or 'fixed')."""
+def target_threshold(labels: np.ndarray, probabilities: np.ndarray, target: float, rate: str) -> float:
+    """Return the highest threshold reaching `target` sensitivity, or the lowest reaching `target` specificity, on these data."""
+    if not 0.0 < target <= 1.0:
+        raise ConfigError("evaluate.target", f"{target} is not a rate in (0, 1]")
+    if len(np.unique(labels)) < 2:
+        return 0.5
+    fpr, tpr, thresholds = roc_curve(labels, probabilities, drop_intermediate=False)
+    if rate == "sensitivity":
+        index = int(np.argmax(tpr >= target - 1e-12))  # thresholds fall as tpr rises: the first one reaching it
+    else:
+        index = int(np.flatnonzero(1.0 - fpr >= target - 1e-12).max())  # the last (lowest) one keeping specificity
+    return float(min(thresholds[index], 1.0))
+
+
+OPERATING_POINTS = ("youden", "sensitivity", "specificity", "fixed")
+
+
+def choose_threshold(method: str, labels: np.ndarray, probabilities: np.ndarray, fixed: float, target: float = 0.9) -> float:
+    """Return the operating threshold by `method`: Youden's J, a target sensitivity or specificity on the given data, or fixed."""
     if method == "youden":
         return youden_threshold(labels, probabilities)
+    if method in ("sensitivity", "specificity"):
+        return target_threshold(labels, probabilities, float(target), method)
     if method == "fixed":
         return float(fixed)
-    raise ConfigError("evaluate.operating_point", f"unknown method '{method}' (known: youden, fixed)")
+    raise ConfigError("evaluate.operating_point", f"unknown method '{method}' (known: {', '.join(OPERATING_POINTS)})")
 
 
 def binary_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict:

@@ -36,8 +36,10 @@ def _operating_threshold(cfg: DictConfig, task: Task, labels: np.ndarray, probab
     """Return the binary threshold chosen on validation (0.5 per label for multi-label; unused for classes)."""
     if task.type != "binary":
         return 0.5
-    threshold = choose_threshold(cfg.evaluate.operating_point, labels[:, 0], probabilities[:, 1], cfg.evaluate.fixed_threshold)
-    log.info("operating point %.4f (%s on %d validation images)", threshold, cfg.evaluate.operating_point, len(labels))
+    threshold = choose_threshold(cfg.evaluate.operating_point, labels[:, 0], probabilities[:, 1], cfg.evaluate.fixed_threshold,
+                                 cfg.evaluate.target)
+    log.info("operating point %.4f (%s%s on %d validation images)", threshold, cfg.evaluate.operating_point,
+             f" {cfg.evaluate.target}" if cfg.evaluate.operating_point in ("sensitivity", "specificity") else "", len(labels))
     return threshold
 
 
