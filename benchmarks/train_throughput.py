@@ -5,7 +5,8 @@ Both run in their own process with the same thread count, network (conf/model), 
 tensor and does nothing but forward, backward and step. The stage runs as `dvc repro` would (lazy reads
 from the memory-mapped processed data, MONAI augmentations, validation, per-epoch resume state), once with
 the configured augmentations and once without. Throughput is the median over epochs after the first;
-peak memory is each process's maximum resident set size.
+peak memory is each process's maximum resident set size. The three variants run --repeats times,
+interleaved, and the medians are compared: a shared machine's speed drifts by tens of percent over minutes.
 Uses the processed data of the current checkout (run `dvc repro` first) or --processed.
 Run: `.venv/bin/python benchmarks/train_throughput.py [--epochs 6] [-o model=resnet18 ...]`.
 """
@@ -77,7 +78,8 @@ def bare_loop(config: str) -> None:
         started = time.perf_counter()
         for index in torch.randperm(len(labels)).split(batch):
             optimizer.zero_grad(set_to_none=True)
-            loss_fn(net(images[index]), labels[index]).backward()
+            batch_images = images[index].contiguous(memory_format=memory_format)  # indexing returns NCHW
+            loss_fn(net(batch_images), labels[index]).backward()
             optimizer.step()
         rates.append(len(labels) / (time.perf_counter() - started))
     print(json.dumps({"images_per_second": rates, "threads": torch.get_num_threads(), "images": len(labels)}))
@@ -88,6 +90,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--processed", default=str(REPO / "data" / "processed"))
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved runs of each variant")
     parser.add_argument("-o", "--override", action="append", default=[], help="a Hydra override, e.g. model=resnet18")
     parser.add_argument("--bare", help=argparse.SUPPRESS)  # internal: run the bare loop on this config
     args = parser.parse_args()
@@ -98,23 +101,30 @@ def main() -> None:
         sys.exit(f"{processed} has no processed data: run `dvc repro` first or give --processed")
     import pandas as pd
 
-    results = {}
+    runs: dict[str, list[dict]] = {"stage": [], "stage_no_augment": [], "bare_loop": []}
+    threads = None
     with tempfile.TemporaryDirectory(prefix="crossmed-throughput-") as tmp:
-        for name, extra in (("stage", []), ("stage_no_augment", ["train.augment=[]"]), ("bare_loop", None)):
-            root = Path(tmp) / name
-            root.mkdir()
-            config = _config(root, processed, args.epochs, [*args.override, *(extra or [])])
-            if extra is None:
-                seconds, peak = _run([sys.executable, __file__, "--bare", str(config)], root / "log.txt")
-                report = json.loads((root / "log.txt").read_text().strip().splitlines()[-1])
-                rates, threads = report["images_per_second"], report["threads"]
-            else:
-                seconds, peak = _run([sys.executable, "-m", "crossmed.training.standalone", str(config)], root / "log.txt")
-                rates = pd.read_csv(root / "experiments" / "train" / "history.csv")["images_per_second"].tolist()
-            results[name] = {"images_per_second": round(statistics.median(rates[1:]), 1),
-                             "per_epoch": [round(r, 1) for r in rates], "peak_memory_mib": round(peak), "process_seconds": round(seconds, 1)}
+        for repeat in range(args.repeats):
+            for name, extra in (("stage", []), ("stage_no_augment", ["train.augment=[]"]), ("bare_loop", None)):
+                root = Path(tmp) / f"{name}-{repeat}"
+                root.mkdir()
+                config = _config(root, processed, args.epochs, [*args.override, *(extra or [])])
+                if extra is None:
+                    seconds, peak = _run([sys.executable, __file__, "--bare", str(config)], root / "log.txt")
+                    report = json.loads((root / "log.txt").read_text().strip().splitlines()[-1])
+                    rates, threads = report["images_per_second"], report["threads"]
+                else:
+                    seconds, peak = _run([sys.executable, "-m", "crossmed.training.standalone", str(config)], root / "log.txt")
+                    rates = pd.read_csv(root / "experiments" / "train" / "history.csv")["images_per_second"].tolist()
+                runs[name].append({"images_per_second": statistics.median(rates[1:]), "peak_memory_mib": peak,
+                                   "process_seconds": seconds})
+    results = {name: {"images_per_second": round(statistics.median(r["images_per_second"] for r in rs), 1),
+                      "runs_images_per_second": [round(r["images_per_second"], 1) for r in rs],
+                      "peak_memory_mib": round(max(r["peak_memory_mib"] for r in rs)),
+                      "process_seconds": round(statistics.median(r["process_seconds"] for r in rs), 1)}
+               for name, rs in runs.items()}
     bare = results["bare_loop"]["images_per_second"]
-    print(json.dumps({"benchmark": "train_throughput", "epochs": args.epochs, "overrides": args.override,
+    print(json.dumps({"benchmark": "train_throughput", "epochs": args.epochs, "repeats": args.repeats, "overrides": args.override,
                       "processed": str(processed), "torch_threads": threads,
                       "ratio_stage_to_bare": round(results["stage"]["images_per_second"] / bare, 3),
                       "ratio_stage_no_augment_to_bare": round(results["stage_no_augment"]["images_per_second"] / bare, 3),
