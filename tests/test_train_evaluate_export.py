@@ -18,14 +18,32 @@ from crossmed.errors import ConfigError
 def test_metrics_json_shape_and_values(trained_study):
     exp = Path(trained_study.paths.experiments)
     metrics = json.loads((exp / "metrics.json").read_text())
-    assert set(metrics) == {"internal_test", "external_test"}
+    assert set(metrics) == {"internal_test", "external_test", "external_gap"}
     threshold = json.loads((exp / "evaluation" / "operating_point.json").read_text())["threshold"]
-    for name, values in metrics.items():
-        assert set(values) == {"auc", "accuracy", "sensitivity", "specificity"}
+    for name in ("internal_test", "external_test"):
+        values = metrics[name]
+        assert {"auc", "pr_auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "brier",
+                "auc_ci_low", "auc_ci_high", "sensitivity_ci_low"} <= set(values)
         predictions = pd.read_csv(exp / "evaluation" / f"predictions_{name}.csv")
         assert values["auc"] == pytest.approx(roc_auc_score(predictions.actual, predictions.probability), abs=1e-4)
+        assert values["auc_ci_low"] <= values["auc"] <= values["auc_ci_high"]
         assert (predictions.predicted == (predictions.probability >= threshold)).all()
         assert values["accuracy"] == pytest.approx((predictions.actual == predictions.predicted).mean(), abs=1e-4)
+    gap = metrics["external_gap"]
+    assert gap["auc"] == pytest.approx(metrics["internal_test"]["auc"] - metrics["external_test"]["auc"], abs=2e-4)
+    groups = pd.read_csv(exp / "evaluation" / "metrics_by_group.csv")
+    assert {"site", "sex", "age_band"} <= set(groups["group"]) and set(groups.columns) >= {"ci_low", "ci_high", "reliable", "patients"}
+    bootstrap = json.loads((exp / "evaluation" / "bootstrap.json").read_text())
+    assert bootstrap["unit"] == "patient" and bootstrap["resamples"] == trained_study.evaluate.bootstrap.resamples
+    calibration = json.loads((exp / "evaluation" / "calibration.json").read_text())
+    assert calibration["temperature_fitted_on"] == "val" and calibration["temperature"] > 0
+    for name in ("internal_test", "external_test"):
+        sets = calibration["sets"][name]
+        assert sets["before"]["ece"] == metrics[name]["ece"] and "after_temperature_scaling" in sets
+        bins = pd.read_csv(exp / "evaluation" / f"calibration_{name}.csv")
+        assert bins["count"].sum() == len(pd.read_csv(exp / "evaluation" / f"predictions_{name}.csv"))
+    for figure in ("roc.png", "pr.png", "calibration.png"):
+        assert (exp / "evaluation" / figure).stat().st_size > 1000
     assert set(pd.read_csv(exp / "evaluation" / "predictions_external_test.csv").site) == {"EE"}
     assert (exp / "evaluation" / "roc.png").stat().st_size > 1000
 

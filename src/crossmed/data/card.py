@@ -9,6 +9,12 @@ AGE_BANDS = [0, 18, 40, 65, 200]
 AGE_LABELS = ["<18", "18-39", "40-64", ">=65"]
 
 
+def age_bands(ages: pd.Series) -> pd.Series:
+    """Return each age's band (<18, 18-39, 40-64, >=65), 'unknown' where the age is missing or not a number."""
+    numbers = pd.to_numeric(ages, errors="coerce")
+    return pd.cut(numbers, AGE_BANDS, right=False, labels=AGE_LABELS).astype(object).fillna("unknown")
+
+
 def _label_counts(rows: pd.DataFrame, task: Task) -> dict:
     if task.multilabel:
         flags = np.array([[int(v) for v in label.split(";")] for label in rows["label"]]).reshape(len(rows), -1)
@@ -36,8 +42,7 @@ def group_summary(rows: pd.DataFrame, task: Task, subgroups: list[str]) -> dict:
                "labels": _label_counts(rows, task)}
     for column in subgroups:
         if column == "age":
-            ages = pd.to_numeric(patients["age"], errors="coerce")
-            bands = pd.cut(ages, AGE_BANDS, right=False, labels=AGE_LABELS).astype(object).fillna("unknown")
+            bands = age_bands(patients["age"])
             summary["age"] = {**_distribution(patients["age"]), "bands": {k: int(v) for k, v in bands.value_counts().sort_index().items()}}
         else:
             values = patients[column].replace("", "unknown")

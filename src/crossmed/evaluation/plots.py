@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from sklearn.metrics import ConfusionMatrixDisplay, roc_curve  # noqa: E402
+from sklearn.metrics import ConfusionMatrixDisplay, precision_recall_curve, roc_curve  # noqa: E402
 
 from crossmed.files import atomic_path  # noqa: E402
 
@@ -19,24 +19,39 @@ def roc_points(labels: np.ndarray, probabilities: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({"fpr": fpr.round(5), "tpr": tpr.round(5), "threshold": np.minimum(thresholds, 1.0).round(6)})
 
 
+def pr_points(labels: np.ndarray, probabilities: np.ndarray) -> pd.DataFrame:
+    """Return the precision-recall curve as a table with recall, precision and threshold columns."""
+    precision, recall, thresholds = precision_recall_curve(labels, probabilities)
+    return pd.DataFrame({"recall": recall.round(5), "precision": precision.round(5),
+                         "threshold": np.append(thresholds, 1.0).round(6)})
+
+
 def write_csv(table: pd.DataFrame, path: str | Path) -> None:
     """Write a table as CSV atomically."""
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False)
 
 
-def roc_figure(curves: dict[str, tuple[pd.DataFrame, float]], path: str | Path) -> None:
-    """Write a PNG with one ROC curve per evaluation set, AUC in the legend."""
+def curve_figure(curves: dict[str, tuple[pd.DataFrame, str]], x: str, y: str, labels: tuple[str, str], title: str,
+                 path: str | Path, diagonal: bool = True) -> None:
+    """Write a PNG with one curve per evaluation set ({name: (points, legend note)}), optionally with the diagonal."""
     fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=120)
-    for name, (points, auc) in curves.items():
-        ax.plot(points["fpr"], points["tpr"], label=f"{name} (AUC {auc:.3f})")
-    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
-    ax.set(xlabel="1 - specificity", ylabel="sensitivity", title="ROC", xlim=(0, 1), ylim=(0, 1.01))
+    for name, (points, note) in curves.items():
+        ax.plot(points[x], points[y], marker="o" if len(points) <= 12 else None, markersize=3, label=f"{name} ({note})")
+    if diagonal:
+        ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    ax.set(xlabel=labels[0], ylabel=labels[1], title=title, xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
+
+
+def roc_figure(curves: dict[str, tuple[pd.DataFrame, float]], path: str | Path) -> None:
+    """Write a PNG with one ROC curve per evaluation set, AUC in the legend."""
+    curve_figure({name: (points, f"AUC {auc:.3f}") for name, (points, auc) in curves.items()}, "fpr", "tpr",
+                 ("1 - specificity", "sensitivity"), "ROC", path)
 
 
 def confusion_figure(labels: np.ndarray, predicted: np.ndarray, classes: list[str], title: str, path: str | Path) -> None:

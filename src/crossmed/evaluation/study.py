@@ -12,8 +12,11 @@ from omegaconf import DictConfig
 from crossmed.data.processed import ProcessedData
 from crossmed.devices import resolve_device
 from crossmed.data.task import Task
+from crossmed.evaluation.binary_report import BinaryReport, flat_intervals
+from crossmed.evaluation.bootstrap import BootstrapSettings
+from crossmed.evaluation.calibration import TemperatureScaling
 from crossmed.evaluation.metrics import choose_threshold, task_metrics
-from crossmed.evaluation.plots import confusion_figure, roc_figure, roc_points, write_csv
+from crossmed.evaluation.plots import confusion_figure, write_csv
 from crossmed.files import write_json_atomic
 from crossmed.networks import build_network
 from crossmed.tracking import resume_run
@@ -61,9 +64,24 @@ def _prediction_table(name: str, rows: pd.DataFrame, labels: np.ndarray, probabi
     return table
 
 
+def bootstrap_settings(cfg: DictConfig) -> BootstrapSettings:
+    """Return evaluate.bootstrap as settings."""
+    b = cfg.evaluate.bootstrap
+    return BootstrapSettings(int(b.resamples), int(b.seed), float(b.confidence), int(b.min_per_class))
+
+
+def _temperature(cfg: DictConfig, val_probabilities: np.ndarray, val_labels: np.ndarray) -> TemperatureScaling | None:
+    """Return temperature scaling fitted on validation when evaluate.temperature_scaling is on and both classes are there."""
+    if not cfg.evaluate.temperature_scaling or len(np.unique(val_labels[:, 0])) < 2:
+        return None
+    fitted = TemperatureScaling(val_probabilities, val_labels[:, 0])
+    log.info("temperature scaling fitted on %d validation images: T = %.3f", len(val_labels), fitted.temperature)
+    return fitted
+
+
 def evaluate_study(cfg: DictConfig, checkpoint_path: str | Path, run_reference: str | Path, metrics_path: str | Path,
                    out_dir: str | Path) -> dict:
-    """Write metrics.json, ROC and prediction tables, PNG plots and the operating point; log them to the training run."""
+    """Write metrics.json, per-set tables and figures, intervals, calibration and the operating point; log them to the run."""
     out_dir = Path(out_dir)
     device = resolve_device(cfg.device)
     net, checkpoint = load_trained_network(checkpoint_path, device)
@@ -72,36 +90,43 @@ def evaluate_study(cfg: DictConfig, checkpoint_path: str | Path, run_reference: 
     val = data.split("val")
     val_probabilities = predict_probabilities(net, val.images, device, task)
     threshold = _operating_threshold(cfg, task, val.labels, val_probabilities)
-    metrics, curves, predictions = {}, {}, []
+    binary = BinaryReport(out_dir, threshold, bootstrap_settings(cfg), list(data.card.get("subgroups", [])),
+                          _temperature(cfg, val_probabilities, val.labels)) if task.type == "binary" else None
+    metrics, predictions = {}, []
     for name, split in EVALUATION_SETS.items():
         part = data.split(split)
         if len(part.labels) == 0:
             continue
         probabilities = predict_probabilities(net, part.images, device, task)
-        metrics[name] = task_metrics(task, part.labels, probabilities, threshold)
+        if binary is not None:
+            metrics[name] = binary.add(name, part.rows, part.labels[:, 0], probabilities)
+        else:
+            metrics[name] = task_metrics(task, part.labels, probabilities, threshold)
         table = _prediction_table(name, part.rows, part.labels, probabilities, task, threshold)
         predictions.append(table)
-        if task.type == "binary":
-            points = roc_points(part.labels[:, 0], probabilities[:, 1])
-            write_csv(points, out_dir / f"roc_{name}.csv")
-            curves[name] = (points, metrics[name]["auc"])
         if not task.multilabel:
             confusion_figure(table["actual"].to_numpy(), table["predicted"].to_numpy(), list(task.classes),
                              name.replace("_", " "), out_dir / f"confusion_{name}.png")
         log.info("%s: %d images from %s: %s", name, len(part.labels), sorted(part.rows["site"].unique()),
-                 {k: v for k, v in metrics[name].items() if not k.startswith("auc_")})
+                 {k: v for k, v in metrics[name].items() if not k.startswith("auc_") and "_ci_" not in k})
+    if binary is not None:
+        gap = binary.external_gap()
+        if gap is not None:
+            metrics["external_gap"] = flat_intervals(gap)
+        binary.write()
     for table in predictions:
         write_csv(table, out_dir / f"predictions_{table['set'].iloc[0]}.csv")
-    if curves:
-        roc_figure(curves, out_dir / "roc.png")
     operating_point = {"method": cfg.evaluate.operating_point if task.type == "binary" else
                        ("threshold 0.5 per label" if task.multilabel else "most probable class"),
                        "threshold": threshold, "chosen_on": "val", "val_images": int(len(val.labels)),
                        "checkpoint_epoch": int(checkpoint.get("epoch", -1))}
+    if task.type == "binary" and cfg.evaluate.operating_point in ("sensitivity", "specificity"):
+        operating_point["target"] = float(cfg.evaluate.target)
     write_json_atomic(out_dir / "operating_point.json", operating_point)
     write_json_atomic(metrics_path, metrics)
     with resume_run(run_reference):
-        mlflow.log_metrics({f"{name}_{key}": value for name, values in metrics.items() for key, value in values.items()})
+        mlflow.log_metrics({f"{name}_{key}": value for name, values in metrics.items() for key, value in values.items()
+                            if value is not None})
         mlflow.log_metric("operating_threshold", threshold)
         mlflow.log_artifacts(str(out_dir), artifact_path="evaluation")
         mlflow.log_artifact(str(metrics_path), artifact_path="evaluation")

@@ -1,0 +1,34 @@
+"""Metrics with patient-bootstrap intervals per site and per subgroup (sex, age band, device, ...) of a test set."""
+
+import numpy as np
+import pandas as pd
+
+from crossmed.data.card import age_bands
+from crossmed.evaluation.bootstrap import BootstrapSettings, binary_intervals
+
+
+def group_columns(rows: pd.DataFrame, subgroups: list[str]) -> dict[str, pd.Series]:
+    """Return {column: value per image} for the site and every subgroup column present (age as age bands)."""
+    columns = {"site": rows["site"].astype(str)}
+    for column in subgroups:
+        if column not in rows:
+            continue
+        values = age_bands(rows[column]) if column == "age" else rows[column].fillna("").astype(str).replace("", "unknown")
+        columns["age_band" if column == "age" else column] = values.reset_index(drop=True).set_axis(rows.index)
+    return columns
+
+
+def group_table(set_name: str, rows: pd.DataFrame, labels: np.ndarray, scores: np.ndarray, threshold: float,
+                subgroups: list[str], settings: BootstrapSettings, rng: np.random.Generator) -> pd.DataFrame:
+    """Return one row per (group column, value, metric): value, interval, images, patients, positives, reliability."""
+    records = []
+    for column, values in group_columns(rows, subgroups).items():
+        for value in sorted(values.unique()):
+            mask = (values == value).to_numpy()
+            intervals, _ = binary_intervals(labels[mask], scores[mask], threshold, rows["patient_id"].to_numpy()[mask],
+                                            settings, rng)
+            counts = {"images": int(mask.sum()), "patients": int(rows["patient_id"][mask].nunique()),
+                      "positives": int(labels[mask].sum())}
+            records += [{"set": set_name, "group": column, "value": value, "metric": metric, **result, **counts}
+                        for metric, result in intervals.items()]
+    return pd.DataFrame.from_records(records)

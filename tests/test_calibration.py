@@ -1,0 +1,45 @@
+"""Calibration: ECE and reliability bins by direct computation, temperature scaling fitted by scikit-learn."""
+
+import numpy as np
+import pytest
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
+
+from crossmed.evaluation.calibration import (TemperatureScaling, brier_score, expected_calibration_error,
+                                             reliability_bins)
+
+
+def test_ece_and_bins_on_a_known_case():
+    labels = np.array([0, 0, 1, 1, 1, 0])
+    scores = np.array([0.05, 0.15, 0.15, 0.95, 0.85, 0.85])
+    # bin 0: 0.05 -> 0/1 observed, gap 0.05; bin 1: (0.15, 0.15) observed 0.5 gap 0.35; bin 8: (0.85, 0.85) observed 0.5,
+    # gap 0.35; bin 9: 0.95 observed 1, gap 0.05
+    assert expected_calibration_error(labels, scores) == pytest.approx((0.05 + 2 * 0.35 + 2 * 0.35 + 0.05) / 6)
+    table = reliability_bins(labels, scores)
+    assert table["count"].sum() == 6 and len(table) == 10
+    filled = table[table["count"] > 0]
+    observed, predicted = calibration_curve(labels, scores, n_bins=10)
+    assert np.allclose(filled["observed"].astype(float), observed) and np.allclose(filled["mean_predicted"].astype(float), predicted)
+    assert brier_score(labels, scores) == pytest.approx(brier_score_loss(labels, scores))
+
+
+def test_temperature_scaling_repairs_over_confidence_and_keeps_ranking():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 2000)
+    logits = 4.0 * ((2 * labels - 1) + rng.normal(0, 1.2, 2000))  # four times too confident
+    p1 = 1 / (1 + np.exp(-logits))
+    probabilities = np.column_stack([1 - p1, p1])
+    fitted = TemperatureScaling(probabilities[:1000], labels[:1000])  # fitted on one half, judged on the other
+    assert fitted.temperature == pytest.approx(4.0 * 1.2**2 / 2, rel=0.15)  # true log-odds are 2x/1.2^2, the logits 4x
+    test, scaled = probabilities[1000:], fitted.apply(probabilities[1000:])
+    assert log_loss(labels[1000:], scaled) < log_loss(labels[1000:], test)
+    assert expected_calibration_error(labels[1000:], scaled[:, 1]) < expected_calibration_error(labels[1000:], test[:, 1])
+    assert roc_auc_score(labels[1000:], scaled[:, 1]) == pytest.approx(roc_auc_score(labels[1000:], test[:, 1]))
+
+
+def test_calibrated_scores_have_small_ece_and_unit_temperature():
+    rng = np.random.default_rng(1)
+    p1 = rng.random(5000)
+    labels = (rng.random(5000) < p1).astype(int)
+    assert expected_calibration_error(labels, p1) < 0.03
+    assert TemperatureScaling(np.column_stack([1 - p1, p1]), labels).temperature == pytest.approx(1.0, abs=0.1)
