@@ -20,7 +20,7 @@ def group_columns(rows: pd.DataFrame, subgroups: list[str]) -> dict[str, pd.Seri
 
 def group_table(set_name: str, rows: pd.DataFrame, labels: np.ndarray, scores: np.ndarray, threshold: float,
                 subgroups: list[str], settings: BootstrapSettings, rng: np.random.Generator) -> pd.DataFrame:
-    """Return one row per (group column, value, metric): value, interval, images, patients, positives, reliability."""
+    """Return one row per (group column, subgroup, metric): value, interval, images, patients, positives, reliability."""
     records = []
     for column, values in group_columns(rows, subgroups).items():
         for value in sorted(values.unique()):
@@ -29,6 +29,6 @@ def group_table(set_name: str, rows: pd.DataFrame, labels: np.ndarray, scores: n
                                             settings, rng)
             counts = {"images": int(mask.sum()), "patients": int(rows["patient_id"][mask].nunique()),
                       "positives": int(labels[mask].sum())}
-            records += [{"set": set_name, "group": column, "value": value, "metric": metric, **result, **counts}
+            records += [{"set": set_name, "group": column, "subgroup": value, "metric": metric, **result, **counts}
                         for metric, result in intervals.items()]
     return pd.DataFrame.from_records(records)
