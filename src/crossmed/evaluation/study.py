@@ -11,15 +11,17 @@ from omegaconf import DictConfig
 
 from crossmed.data.processed import ProcessedData
 from crossmed.devices import resolve_device
+from crossmed.errors import ConfigError
 from crossmed.data.task import Task
 from crossmed.evaluation.binary_report import BinaryReport, flat_intervals
 from crossmed.evaluation.bootstrap import BootstrapSettings
 from crossmed.evaluation.calibration import TemperatureScaling
+from crossmed.evaluation.comparison import compare_with_reference, reference_predictions
 from crossmed.evaluation.metrics import choose_threshold, task_metrics
 from crossmed.evaluation.plots import confusion_figure, write_csv
-from crossmed.files import write_json_atomic
+from crossmed.files import atomic_directory, write_json_atomic
 from crossmed.networks import build_network
-from crossmed.tracking import resume_run
+from crossmed.tracking import resume_run, tracking_uri
 from crossmed.training.checkpoint import load_checkpoint
 from crossmed.training.inference import predict_probabilities
 
@@ -79,10 +81,44 @@ def _temperature(cfg: DictConfig, val_probabilities: np.ndarray, val_labels: np.
     return fitted
 
 
+def _compare(cfg: DictConfig, task: Task, predictions: list[pd.DataFrame]) -> dict:
+    """Return DeLong's test against evaluate.compare_with for each test set (empty when it is not set)."""
+    reference = cfg.evaluate.get("compare_with")
+    if not reference:
+        return {}
+    if task.type != "binary":
+        raise ConfigError("evaluate.compare_with", f"DeLong's test compares binary AUCs; this task is {task.type}")
+    mlflow.set_tracking_uri(tracking_uri(cfg.mlflow.tracking_uri))  # a run ID is looked up in the study's store
+    out = {}
+    for table in predictions:
+        name = table["set"].iloc[0]
+        theirs, source = reference_predictions(str(reference), name)
+        out[name] = compare_with_reference(table, theirs, source, name)
+    return out
+
+
 def evaluate_study(cfg: DictConfig, checkpoint_path: str | Path, run_reference: str | Path, metrics_path: str | Path,
                    out_dir: str | Path) -> dict:
-    """Write metrics.json, per-set tables and figures, intervals, calibration and the operating point; log them to the run."""
+    """Write metrics.json, per-set tables and figures, intervals, calibration and the operating point; log them to the run.
+
+    The evaluation folder is built aside and replaces the old one only when everything succeeded.
+    """
     out_dir = Path(out_dir)
+    with atomic_directory(out_dir) as work:
+        metrics, threshold = _evaluate(cfg, checkpoint_path, work)
+    write_json_atomic(metrics_path, metrics)
+    with resume_run(run_reference):
+        mlflow.log_metrics({f"{name}_{key}": value for name, values in metrics.items() for key, value in values.items()
+                            if value is not None})
+        mlflow.log_metric("operating_threshold", threshold)
+        mlflow.log_artifacts(str(out_dir), artifact_path="evaluation")
+        mlflow.log_artifact(str(metrics_path), artifact_path="evaluation")
+    log.info("wrote %s and plots under %s", metrics_path, out_dir)
+    return metrics
+
+
+def _evaluate(cfg: DictConfig, checkpoint_path: str | Path, out_dir: Path) -> tuple[dict, float]:
+    """Compute everything the evaluate stage reports, writing its files under `out_dir`; return (metrics, threshold)."""
     device = resolve_device(cfg.device)
     net, checkpoint = load_trained_network(checkpoint_path, device)
     data = ProcessedData.load(cfg.paths.processed)
@@ -114,6 +150,11 @@ def evaluate_study(cfg: DictConfig, checkpoint_path: str | Path, run_reference: 
         if gap is not None:
             metrics["external_gap"] = flat_intervals(gap)
         binary.write()
+    comparisons = _compare(cfg, task, predictions)
+    for name, result in comparisons.items():
+        metrics[f"{name}_vs_reference"] = {"auc_difference": result["difference"], "p_value": round(result["p_value"], 6)}
+    if comparisons:
+        write_json_atomic(out_dir / "comparison.json", {"test": "DeLong, paired, two-sided", "sets": comparisons})
     for table in predictions:
         write_csv(table, out_dir / f"predictions_{table['set'].iloc[0]}.csv")
     operating_point = {"method": cfg.evaluate.operating_point if task.type == "binary" else
@@ -123,12 +164,4 @@ def evaluate_study(cfg: DictConfig, checkpoint_path: str | Path, run_reference: 
     if task.type == "binary" and cfg.evaluate.operating_point in ("sensitivity", "specificity"):
         operating_point["target"] = float(cfg.evaluate.target)
     write_json_atomic(out_dir / "operating_point.json", operating_point)
-    write_json_atomic(metrics_path, metrics)
-    with resume_run(run_reference):
-        mlflow.log_metrics({f"{name}_{key}": value for name, values in metrics.items() for key, value in values.items()
-                            if value is not None})
-        mlflow.log_metric("operating_threshold", threshold)
-        mlflow.log_artifacts(str(out_dir), artifact_path="evaluation")
-        mlflow.log_artifact(str(metrics_path), artifact_path="evaluation")
-    log.info("wrote %s and plots under %s", metrics_path, out_dir)
-    return metrics
+    return metrics, threshold
