@@ -114,3 +114,19 @@ def test_every_configured_network_builds_and_classifies(model_file, shape, class
     with torch.no_grad():
         out = net(torch.zeros(2, *shape))
     assert out.shape == (2, classes), f"{model_file}: output {tuple(out.shape)}"
+
+
+def test_gradcam_overlays_for_correct_and_wrong_cases(trained_study):
+    from crossmed.evaluation.saliency import chosen_cases
+
+    folder = Path(trained_study.paths.experiments) / "evaluation" / "gradcam"
+    cases = trained_study.evaluate.gradcam.cases
+    for name in ("internal_test", "external_test"):
+        table = pd.read_csv(Path(trained_study.paths.experiments) / "evaluation" / f"predictions_{name}.csv")
+        chosen = chosen_cases(table, cases)
+        assert (chosen[chosen.kind == "correct"].actual == chosen[chosen.kind == "correct"].predicted).all()
+        assert (chosen[chosen.kind == "wrong"].actual != chosen[chosen.kind == "wrong"].predicted).all()
+        files = sorted(p.name for p in folder.glob(f"{name}_*.png"))
+        assert len(files) == len(chosen) and all((folder / f).stat().st_size > 2000 for f in files)
+        expected_wrong = min(cases, int((table.actual != table.predicted).sum()))
+        assert sum(f.startswith(f"{name}_wrong_") for f in files) == expected_wrong

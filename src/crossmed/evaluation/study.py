@@ -19,6 +19,7 @@ from crossmed.evaluation.calibration import TemperatureScaling
 from crossmed.evaluation.comparison import compare_with_reference, reference_predictions
 from crossmed.evaluation.metrics import choose_threshold, task_metrics
 from crossmed.evaluation.plots import confusion_figure, write_csv
+from crossmed.evaluation.saliency import write_gradcam
 from crossmed.files import atomic_directory, write_json_atomic
 from crossmed.networks import build_network
 from crossmed.tracking import resume_run, tracking_uri
@@ -140,6 +141,9 @@ def _evaluate(cfg: DictConfig, checkpoint_path: str | Path, out_dir: Path) -> tu
             metrics[name] = task_metrics(task, part.labels, probabilities, threshold)
         table = _prediction_table(name, part.rows, part.labels, probabilities, task, threshold)
         predictions.append(table)
+        if task.type == "binary":
+            write_gradcam(net, part.images, table, list(task.classes), int(cfg.evaluate.gradcam.cases),
+                          str(cfg.evaluate.gradcam.target_layer), out_dir / "gradcam", device)
         if not task.multilabel:
             confusion_figure(table["actual"].to_numpy(), table["predicted"].to_numpy(), list(task.classes),
                              name.replace("_", " "), out_dir / f"confusion_{name}.png")
