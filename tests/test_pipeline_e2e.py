@@ -47,8 +47,9 @@ def study_repo(tmp_path_factory):
 @pytest.mark.slow
 def test_dvc_repro_runs_every_stage(study_repo):
     repo, output, _ = study_repo
-    for stage in ("synthesize", "deidentify", "preprocess", "train", "evaluate", "export"):
+    for stage in ("synthesize", "deidentify", "preprocess", "train", "evaluate", "export", "report"):
         assert f"Running stage '{stage}'" in output
+    assert (repo / "experiments" / "reports" / "validation_report.html").stat().st_size > 10_000
     metrics = json.loads((repo / "experiments" / "metrics.json").read_text())
     assert set(metrics) == {"internal_test", "external_test", "external_gap"}
     assert {"auc", "auc_ci_low", "auc_ci_high", "accuracy", "sensitivity", "specificity"} <= set(metrics["internal_test"])

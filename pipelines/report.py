@@ -1,0 +1,13 @@
+"""Stage `report`: the validation report (Markdown and self-contained HTML) from what evaluate measured."""
+
+from crossmed.evaluation.report_stage import report_study
+from crossmed.stage import run_stage
+
+
+def report(cfg) -> None:
+    """Write experiments/reports/validation_report.md and .html."""
+    report_study(cfg, f"{cfg.paths.experiments}/train/mlflow_run.json", f"{cfg.paths.experiments}/reports")
+
+
+if __name__ == "__main__":
+    run_stage(report, __file__, "report")

@@ -1,0 +1,220 @@
+"""The validation report: one Markdown file and a self-contained HTML twin, laid out along TRIPOD+AI and CLAIM.
+
+Everything comes from files the earlier stages wrote (data card, training history, evaluation folder,
+metrics.json) and the composed config; nothing is recomputed, so the report states exactly what was measured.
+"""
+
+import base64
+import json
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+import markdown
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from crossmed.errors import InputError
+from crossmed.files import write_text_atomic
+
+METRIC_NAMES = {"auc": "ROC AUC", "pr_auc": "PR AUC (average precision)", "accuracy": "Accuracy",
+                "balanced_accuracy": "Balanced accuracy", "sensitivity": "Sensitivity", "specificity": "Specificity",
+                "ppv": "PPV", "npv": "NPV", "f1": "F1", "brier": "Brier score"}
+HEADLINE = ("auc", "sensitivity", "specificity")
+# Where the report answers the evaluation items of TRIPOD+AI (2024) and CLAIM (2024 update).
+CHECKLIST = [("TRIPOD+AI 5-8, CLAIM 7-12", "Data sources, participants, sites", "Data"),
+             ("TRIPOD+AI 12, CLAIM 13-17", "De-identification and preprocessing", "Data"),
+             ("TRIPOD+AI 12, CLAIM 19-24", "Model and training", "Model and training"),
+             ("TRIPOD+AI 12e, CLAIM 25-27", "Data partitions, leakage", "Data"),
+             ("TRIPOD+AI 12f, CLAIM 28-30", "Operating point and performance metrics with uncertainty", "Performance"),
+             ("TRIPOD+AI 12g, 23, CLAIM 32", "External validation", "External validation"),
+             ("TRIPOD+AI 12f, CLAIM 29", "Calibration", "Calibration"),
+             ("TRIPOD+AI 14, 23b, CLAIM 35", "Fairness: performance by site and subgroup", "Sites and subgroups"),
+             ("CLAIM 31", "Explainability", "Explainability"),
+             ("TRIPOD+AI 27, CLAIM 37-38", "Limitations", "Limitations")]
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise InputError(path, "missing: run the evaluate stage first")
+    return json.loads(path.read_text())
+
+
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    """Return a Markdown table."""
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + \
+           ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in rows] + [""]
+
+
+def _with_ci(result: dict) -> str:
+    """Return 'value (low to high)', or 'undefined' when the metric could not be computed."""
+    if result.get("value") is None:
+        return "undefined"
+    return f"{result['value']:.3f} ({result['ci_low']:.3f} to {result['ci_high']:.3f})"
+
+
+def _data_section(card: dict, cfg: DictConfig) -> list[str]:
+    rows = []
+    for split, parts in card["splits"].items():
+        for site, summary in parts["sites"].items():
+            rows.append([split, site, summary["images"], summary["patients"],
+                         ", ".join(f"{k} {v}" for k, v in summary["labels"].items())])
+    leakage = card["leakage_check"]
+    return ["## Data", "",
+            f"Source: **{card['source']['type']}**; sites {', '.join(card['sites'])}; external (held-out) sites: "
+            f"{', '.join(card['external_sites']) or 'none'}. {card['images']} images of {card['patients']} patients. "
+            f"Task: {card['task']['type']} ({', '.join(card['task']['classes'])}).", "",
+            f"De-identification: DICOM PS3.15 Basic Profile with options {', '.join(cfg.deid.get('options', [])) or 'none'}, "
+            "per-site keyed pseudonyms, run on site before data leave the hospital.", "",
+            "Splits are by patient (no patient in two splits); leakage check: "
+            f"{leakage['patients_in_two_splits']} patients and {leakage['identical_images_across_splits']} identical images "
+            f"across splits (policy {leakage['policy']}).", "",
+            *_table(["split", "site", "images", "patients", "labels"], rows),
+            "Preprocessing: " + "; ".join(card["preprocessing"]) + ".", ""]
+
+
+def _model_section(cfg: DictConfig, history: pd.DataFrame, operating: dict) -> list[str]:
+    train = cfg.train
+    best = history.loc[history["val_auc"].idxmax()]
+    return ["## Model and training", "",
+            f"Network **{cfg.model.name}** (`{cfg.model.net._target_}`), trained from scratch with {train.optimizer} "
+            f"(learning rate {train.learning_rate}, weight decay {train.weight_decay}, {train.schedule} schedule), batch "
+            f"{train.batch_size}, up to {train.max_epochs} epochs, seed {cfg.seed}, deterministic {train.deterministic}. "
+            f"Trained {len(history)} epochs; the weights used are those of epoch {int(best['epoch'])} "
+            f"(best validation AUC {best['val_auc']:.4f}).", "",
+            f"Operating point: threshold **{operating['threshold']:.4f}** by {operating['method']}"
+            + (f" (target {operating['target']})" if "target" in operating else "")
+            + f", chosen on the validation split ({operating['val_images']} images) and applied unchanged to every test set.", ""]
+
+
+def _performance_section(bootstrap: dict) -> list[str]:
+    sets = list(bootstrap["sets"])
+    rows = [[METRIC_NAMES[m], *[_with_ci(bootstrap["sets"][s][m]) for s in sets]] for m in METRIC_NAMES]
+    return ["## Performance", "",
+            f"Values with {bootstrap['confidence']:.0%} intervals from {bootstrap['resamples']} bootstrap resamples of "
+            f"**patients** (seed {bootstrap['seed']}).", "", *_table(["metric", *sets], rows),
+            "![ROC](../evaluation/roc.png) ![Precision-recall](../evaluation/pr.png)", ""]
+
+
+def _gap_section(metrics: dict) -> list[str]:
+    gap = metrics.get("external_gap")
+    if not gap:
+        return ["## External validation", "", "No external test set in this study.", ""]
+    rows = [[METRIC_NAMES[m], f"{gap[m]:+.3f} ({gap[m + '_ci_low']:+.3f} to {gap[m + '_ci_high']:+.3f})"]
+            for m in METRIC_NAMES if gap.get(m) is not None]
+    return ["## External validation", "", "Internal minus external test set: a positive gap means lower on the external site (for the Brier score, "
+            "where lower is better, a negative gap means worse there).", "",
+            *_table(["metric", "gap (95% interval)"], rows)]
+
+
+def _calibration_section(calibration: dict) -> list[str]:
+    rows = []
+    for name, parts in calibration["sets"].items():
+        after = parts.get("after_temperature_scaling", {})
+        rows.append([name, parts["before"]["brier"], parts["before"]["ece"], after.get("brier"), after.get("ece")])
+    temperature = calibration.get("temperature")
+    return ["## Calibration", "",
+            (f"Temperature scaling fitted on validation: T = {temperature:.3f}. " if temperature else "")
+            + f"ECE over {calibration['bins']} equal-width bins. Decisions and AUC do not change with temperature scaling.", "",
+            *_table(["set", "Brier", "ECE", "Brier after scaling", "ECE after scaling"], rows),
+            "![Reliability](../evaluation/calibration.png)", ""]
+
+
+def _groups_section(groups: pd.DataFrame) -> list[str]:
+    lines = ["## Sites and subgroups", "",
+             "Each cell: value (95% patient-bootstrap interval); † marks groups with fewer positives or negatives than the "
+             "reliability floor, whose intervals should not be relied on.", ""]
+    for (set_name, group), part in groups.groupby(["set", "group"], sort=False):
+        rows = []
+        for subgroup, cells in part.groupby("subgroup", sort=False):
+            by_metric = cells.set_index("metric")
+            flag = "" if bool(by_metric["reliable"].iloc[0]) else " †"
+            rows.append([f"{subgroup}{flag}", int(by_metric["images"].iloc[0]), int(by_metric["patients"].iloc[0]),
+                         int(by_metric["positives"].iloc[0]),
+                         *[_with_ci(by_metric.loc[m].to_dict()) if pd.notna(by_metric.loc[m, "value"]) else "undefined"
+                           for m in HEADLINE]])
+        lines += [f"### {set_name}: by {group}", "",
+                  *_table([group, "images", "patients", "positives", *[METRIC_NAMES[m] for m in HEADLINE]], rows)]
+    return lines
+
+
+def _limitations(cfg: DictConfig, card: dict, groups: pd.DataFrame, operating: dict) -> list[str]:
+    notes = []
+    if cfg.data.source == "synthetic":
+        notes.append("The data are the built-in synthetic cohort: these figures demonstrate the pipeline, not clinical performance.")
+    unreliable = groups[~groups["reliable"].astype(bool)][["set", "group", "subgroup"]].drop_duplicates()
+    if len(unreliable):
+        notes.append("Subgroups too small for reliable intervals: " + ", ".join(
+            f"{r.set} {r.group}={r.subgroup}" for r in unreliable.itertuples()) + ".")
+    if len(card["external_sites"]) <= 1:
+        notes.append(f"External validation rests on {len(card['external_sites'])} site(s); other sites, devices and "
+                     "populations may differ.")
+    notes.append(f"The operating point was chosen on {operating['val_images']} validation images; its sensitivity and "
+                 "specificity on new data carry the uncertainty shown above.")
+    notes.append("Grad-CAM maps show where the network's evidence is, not why; they are not a validation of reasoning.")
+    return ["## Limitations", "", *[f"- {note}" for note in notes], ""]
+
+
+def _gradcam_section(folder: Path) -> list[str]:
+    images = sorted(p.name for p in (folder / "gradcam").glob("*.png")) if (folder / "gradcam").is_dir() else []
+    if not images:
+        return ["## Explainability", "", "No Grad-CAM overlays were made (evaluate.gradcam.cases is 0, or the network has no feature map).", ""]
+    return ["## Explainability", "", "MONAI Grad-CAM for the most confident correct and wrong predictions of each test set.", "",
+            *[f"![{name}](../evaluation/gradcam/{name})" for name in images], ""]
+
+
+def report_markdown(cfg: DictConfig, evaluation: Path, metrics_path: Path, history_path: Path, card_path: Path,
+                    run_id: str | None = None) -> str:
+    """Return the report as Markdown (figures referenced as ../evaluation/, i.e. from experiments/reports/)."""
+    metrics, card = _read_json(metrics_path), _read_json(card_path)
+    bootstrap, calibration = _read_json(evaluation / "bootstrap.json"), _read_json(evaluation / "calibration.json")
+    operating = _read_json(evaluation / "operating_point.json")
+    groups, history = pd.read_csv(evaluation / "metrics_by_group.csv"), pd.read_csv(history_path)
+    comparison = json.loads((evaluation / "comparison.json").read_text()) if (evaluation / "comparison.json").is_file() else None
+    lines = [f"# Validation report: {cfg.study.name}", "",
+             f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by crossmed" + (f"; MLflow run `{run_id}`" if run_id else "")
+             + ". Every number below was measured by the evaluate stage; nothing is recomputed here.", "",
+             *_data_section(card, cfg), *_model_section(cfg, history, operating), *_performance_section(bootstrap),
+             *_gap_section(metrics), *_calibration_section(calibration), *_groups_section(groups)]
+    if comparison:
+        rows = [[name, r["compared_with"], r["auc_a"], r["auc_b"], f"{r['difference']:+.4f} ({r['ci_low']:+.4f} to {r['ci_high']:+.4f})",
+                 f"{r['p_value']:.4g}"] for name, r in comparison["sets"].items()]
+        lines += ["## Comparison with a reference model", "", f"{comparison['test']} test of ROC AUC on the same images.", "",
+                  *_table(["set", "reference", "AUC (this)", "AUC (reference)", "difference (95% CI)", "p"], rows)]
+    lines += [*_gradcam_section(evaluation), *_limitations(cfg, card, groups, operating),
+              "## Checklist", "", *_table(["items", "topic", "section"], [list(item) for item in CHECKLIST]),
+              "## Configuration", "", "```yaml", OmegaConf.to_yaml(OmegaConf.masked_copy(cfg, ["study", "data", "model", "train",
+                                                                                         "evaluate"])).strip(), "```", ""]
+    return "\n".join(lines)
+
+
+def _embedded(html: str, base: Path) -> str:
+    """Return `html` with every local <img src> replaced by a base64 data URI: one file that opens anywhere."""
+    def inline(match: re.Match) -> str:
+        path = (base / match.group(1)).resolve()
+        if not path.is_file():
+            return match.group(0)
+        return f'src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}"'
+    return re.sub(r'src="([^"]+\.png)"', inline, html)
+
+
+STYLE = ("body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;line-height:1.45}"
+         "table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.2rem .5rem;font-size:.9rem}"
+         "img{max-width:48%;margin:.25rem}pre{background:#f6f6f6;padding:.5rem;overflow-x:auto;font-size:.8rem}")
+
+
+def write_report(cfg: DictConfig, evaluation: Path, metrics_path: Path, history_path: Path, card_path: Path, out_dir: Path,
+                 run_id: str | None = None) -> tuple[Path, Path]:
+    """Write validation_report.md and validation_report.html (images inlined) under `out_dir`; return both paths."""
+    import os
+
+    text = report_markdown(cfg, evaluation, metrics_path, history_path, card_path, run_id)
+    figures = Path(os.path.relpath(evaluation, out_dir)).as_posix()
+    text = text.replace("](../evaluation/", f"]({figures}/")
+    body = markdown.markdown(text, extensions=["tables", "fenced_code"])
+    html = (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Validation report: {cfg.study.name}</title>"
+            f"<style>{STYLE}</style></head><body>{_embedded(body, out_dir)}</body></html>")
+    md_path, html_path = out_dir / "validation_report.md", out_dir / "validation_report.html"
+    write_text_atomic(md_path, text)
+    write_text_atomic(html_path, html)
+    return md_path, html_path

@@ -1,0 +1,29 @@
+"""The validation report: built from the evaluate stage's files, self-contained HTML, the measured numbers, flagged groups."""
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from crossmed.evaluation.report_stage import report_study
+
+
+def test_report_states_what_was_measured(trained_study, tmp_path):
+    exp = Path(trained_study.paths.experiments)
+    md_path, html_path = report_study(trained_study, exp / "train" / "mlflow_run.json", exp / "reports")
+    text, html = md_path.read_text(), html_path.read_text()
+    metrics = json.loads((exp / "metrics.json").read_text())
+    auc = metrics["internal_test"]
+    assert f"{auc['auc']:.3f} ({auc['auc_ci_low']:.3f} to {auc['auc_ci_high']:.3f})" in text
+    for section in ("## Data", "## Model and training", "## Performance", "## External validation", "## Calibration",
+                    "## Sites and subgroups", "## Explainability", "## Limitations", "## Checklist"):
+        assert section in text
+    assert "built-in synthetic cohort" in text, "the demo data are named as such"
+    groups = pd.read_csv(exp / "evaluation" / "metrics_by_group.csv")
+    if (~groups["reliable"]).any():
+        assert "†" in text
+    sources = re.findall(r'<img[^>]+src="([^"]+)"', html)
+    assert sources and all(s.startswith("data:image/png;base64,") for s in sources), "one file that opens anywhere"
+    assert html.count("<table>") >= 4 and "<h2>Performance</h2>" in html
+    assert trained_study.study.name in html
