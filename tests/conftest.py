@@ -31,11 +31,12 @@ def tiny_config(root: Path, *overrides: str):
     return cfg
 
 
-def run_stages(cfg, through: str = "export"):
+def run_stages(cfg, through: str = "report"):
     """Run the stages after synthesize by the library, as DVC would, up to and including `through`."""
     from crossmed.data.preprocess import preprocess_study
     from crossmed.deid.study import deidentify_source
     from crossmed.evaluation.study import evaluate_study
+    from crossmed.evaluation.report_stage import report_study
     from crossmed.export.study import export_study
     from crossmed.training.study import train_study
 
@@ -45,7 +46,8 @@ def run_stages(cfg, through: str = "export"):
              ("train", lambda: train_study(cfg, checkpoint, exp / "train/history.csv", exp / "train/mlflow_run.json")),
              ("evaluate", lambda: evaluate_study(cfg, checkpoint, exp / "train/mlflow_run.json", exp / "metrics.json",
                                                  exp / "evaluation")),
-             ("export", lambda: export_study(cfg, checkpoint, exp / "train/mlflow_run.json", cfg.paths.models))]
+             ("export", lambda: export_study(cfg, checkpoint, exp / "train/mlflow_run.json", cfg.paths.models)),
+             ("report", lambda: report_study(cfg, exp / "train/mlflow_run.json", exp / "reports"))]
     for name, step in steps:
         step()
         if name == through:

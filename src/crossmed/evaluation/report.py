@@ -149,8 +149,8 @@ def _limitations(cfg: DictConfig, card: dict, groups: pd.DataFrame, operating: d
     if len(card["external_sites"]) <= 1:
         notes.append(f"External validation rests on {len(card['external_sites'])} site(s); other sites, devices and "
                      "populations may differ.")
-    notes.append(f"The operating point was chosen on {operating['val_images']} validation images; its sensitivity and "
-                 "specificity on new data carry the uncertainty shown above.")
+    notes.append(f"The decision rule ({operating['method']}) was fixed on {operating['val_images']} validation images; "
+                 "its sensitivity and specificity on new data carry the uncertainty shown above.")
     notes.append("Grad-CAM maps show where the network's evidence is, not why; they are not a validation of reasoning.")
     return ["## Limitations", "", *[f"- {note}" for note in notes], ""]
 
@@ -167,15 +167,24 @@ def report_markdown(cfg: DictConfig, evaluation: Path, metrics_path: Path, histo
                     run_id: str | None = None) -> str:
     """Return the report as Markdown (figures referenced as ../evaluation/, i.e. from experiments/reports/)."""
     metrics, card = _read_json(metrics_path), _read_json(card_path)
-    bootstrap, calibration = _read_json(evaluation / "bootstrap.json"), _read_json(evaluation / "calibration.json")
-    operating = _read_json(evaluation / "operating_point.json")
-    groups, history = pd.read_csv(evaluation / "metrics_by_group.csv"), pd.read_csv(history_path)
+    operating, history = _read_json(evaluation / "operating_point.json"), pd.read_csv(history_path)
     comparison = json.loads((evaluation / "comparison.json").read_text()) if (evaluation / "comparison.json").is_file() else None
     lines = [f"# Validation report: {cfg.study.name}", "",
              f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by crossmed" + (f"; MLflow run `{run_id}`" if run_id else "")
              + ". Every number below was measured by the evaluate stage; nothing is recomputed here.", "",
-             *_data_section(card, cfg), *_model_section(cfg, history, operating), *_performance_section(bootstrap),
-             *_gap_section(metrics), *_calibration_section(calibration), *_groups_section(groups)]
+             *_data_section(card, cfg), *_model_section(cfg, history, operating)]
+    binary = (evaluation / "bootstrap.json").is_file()
+    if binary:
+        bootstrap, calibration = _read_json(evaluation / "bootstrap.json"), _read_json(evaluation / "calibration.json")
+        groups = pd.read_csv(evaluation / "metrics_by_group.csv")
+        lines += [*_performance_section(bootstrap), *_gap_section(metrics), *_calibration_section(calibration),
+                  *_groups_section(groups)]
+    else:  # multi-class, multi-label, ordinal: point metrics only so far
+        groups = pd.DataFrame(columns=["set", "group", "subgroup", "reliable"])
+        keys = sorted({key for values in metrics.values() for key in values})
+        lines += ["## Performance", "", f"Point estimates for this {card['task']['type']} task; patient-bootstrap intervals, "
+                  "calibration and subgroup tables are computed for binary tasks only so far.", "",
+                  *_table(["metric", *metrics], [[key, *[metrics[s].get(key) for s in metrics]] for key in keys])]
     if comparison:
         rows = [[name, r["compared_with"], r["auc_a"], r["auc_b"], f"{r['difference']:+.4f} ({r['ci_low']:+.4f} to {r['ci_high']:+.4f})",
                  f"{r['p_value']:.4g}"] for name, r in comparison["sets"].items()]
