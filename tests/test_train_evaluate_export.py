@@ -10,8 +10,9 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from crossmed.evaluation.metrics import binary_metrics, youden_threshold
+from crossmed.evaluation.metrics import task_metrics, youden_threshold
 from crossmed.networks import build_network, fit_to_task
+from crossmed.data.task import Task
 from crossmed.errors import ConfigError
 
 
@@ -54,8 +55,10 @@ def test_metrics_json_shape_and_values(trained_study):
 def test_binary_metrics_by_hand():
     labels = np.array([0, 0, 0, 1, 1, 1, 1, 0])
     probabilities = np.array([0.1, 0.4, 0.35, 0.8, 0.7, 0.2, 0.9, 0.6])
-    values = binary_metrics(labels, probabilities, 0.5)
-    assert values == {"auc": round(roc_auc_score(labels, probabilities), 4), "accuracy": 0.75, "sensitivity": 0.75, "specificity": 0.75}
+    task = Task("binary", ("negative", "positive"), 1, 2)
+    values = task_metrics(task, labels[:, None], np.column_stack([1 - probabilities, probabilities]), 0.5)
+    assert values["auc"] == round(roc_auc_score(labels, probabilities), 4)
+    assert (values["accuracy"], values["sensitivity"], values["specificity"], values["ppv"]) == (0.75, 0.75, 0.75, 0.75)
     assert youden_threshold(labels, probabilities) in set(probabilities)
 
 

@@ -1,11 +1,11 @@
 """Discrimination and operating-point metrics per task type (scikit-learn and MONAI underneath)."""
 
 import numpy as np
-from sklearn.metrics import (accuracy_score, balanced_accuracy_score, cohen_kappa_score, confusion_matrix, roc_auc_score,
-                             roc_curve)
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, cohen_kappa_score, roc_curve
 
 from crossmed.data.task import Task
 from crossmed.errors import ConfigError
+from crossmed.evaluation import weighted
 from crossmed.training.objectives import auc_per_class
 
 
@@ -46,16 +46,6 @@ def choose_threshold(method: str, labels: np.ndarray, probabilities: np.ndarray,
     raise ConfigError("evaluate.operating_point", f"unknown method '{method}' (known: {', '.join(OPERATING_POINTS)})")
 
 
-def binary_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict:
-    """Return AUC, accuracy, sensitivity and specificity; a positive is probability >= threshold."""
-    labels = np.asarray(labels).astype(int)
-    predicted = (np.asarray(probabilities) >= threshold).astype(int)
-    tn, fp, fn, tp = confusion_matrix(labels, predicted, labels=[0, 1]).ravel()
-    auc = float(roc_auc_score(labels, probabilities)) if len(np.unique(labels)) == 2 else float("nan")
-    return {"auc": round(auc, 4), "accuracy": round(float((tp + tn) / max(len(labels), 1)), 4),
-            "sensitivity": round(float(tp / max(tp + fn, 1)), 4), "specificity": round(float(tn / max(tn + fp, 1)), 4)}
-
-
 def multiclass_metrics(labels: np.ndarray, probabilities: np.ndarray, task: Task) -> dict:
     """Return macro one-vs-rest AUC, accuracy and balanced accuracy of the most probable class (plus MAE and kappa if ordinal)."""
     actual, predicted = labels[:, 0], probabilities.argmax(axis=1)
@@ -80,7 +70,8 @@ def multilabel_metrics(labels: np.ndarray, probabilities: np.ndarray, task: Task
 def task_metrics(task: Task, labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict:
     """Return the headline metrics of a task: binary at `threshold` on P(class 1), others by their own rule."""
     if task.type == "binary":
-        return binary_metrics(labels[:, 0], probabilities[:, 1], threshold)
+        values = weighted.binary_metrics(np.ones((1, len(labels))), labels[:, 0], probabilities[:, 1], threshold)
+        return {name: round(float(v[0]), 4) if np.isfinite(v[0]) else None for name, v in values.items()}
     if task.multilabel:
         return multilabel_metrics(labels, probabilities, task, threshold)
     return multiclass_metrics(labels, probabilities, task)

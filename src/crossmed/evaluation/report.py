@@ -6,6 +6,7 @@ metrics.json) and the composed config; nothing is recomputed, so the report stat
 
 import base64
 import json
+import os
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -215,8 +216,6 @@ STYLE = ("body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto
 def write_report(cfg: DictConfig, evaluation: Path, metrics_path: Path, history_path: Path, card_path: Path, out_dir: Path,
                  run_id: str | None = None) -> tuple[Path, Path]:
     """Write validation_report.md and validation_report.html (images inlined) under `out_dir`; return both paths."""
-    import os
-
     text = report_markdown(cfg, evaluation, metrics_path, history_path, card_path, run_id)
     figures = Path(os.path.relpath(evaluation, out_dir)).as_posix()
     text = text.replace("](../evaluation/", f"]({figures}/")
