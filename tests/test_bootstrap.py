@@ -100,3 +100,30 @@ def test_operating_points_reach_their_targets_on_validation():
     assert choose_threshold("fixed", labels, scores, 0.3) == 0.3
     with pytest.raises(ConfigError, match="evaluate.operating_point"):
         choose_threshold("f1", labels, scores, 0.5)
+
+
+def test_multiclass_and_multilabel_weighted_metrics_equal_scikit_learn():
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score
+
+    from crossmed.evaluation.weighted import multiclass_metrics, multilabel_metrics
+
+    rng = np.random.default_rng(7)
+    labels = rng.integers(0, 3, 300)
+    logits = rng.normal(0, 1, (300, 3)) + 1.5 * np.eye(3)[labels]
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    weights = np.vstack([np.ones(300), rng.multinomial(300, np.full(300, 1 / 300), size=2)]).astype(float)
+    got = multiclass_metrics(weights, labels, probabilities, ["a", "b", "c"])
+    for row, w in enumerate(weights):
+        predicted = probabilities.argmax(axis=1)
+        assert got["auc"][row] == pytest.approx(np.mean([roc_auc_score(labels == c, probabilities[:, c], sample_weight=w)
+                                                         for c in range(3)]))
+        assert got["auc_b"][row] == pytest.approx(roc_auc_score(labels == 1, probabilities[:, 1], sample_weight=w))
+        assert got["accuracy"][row] == pytest.approx(accuracy_score(labels, predicted, sample_weight=w))
+        assert got["balanced_accuracy"][row] == pytest.approx(balanced_accuracy_score(labels, predicted, sample_weight=w))
+        assert got["mean_absolute_error"][row] == pytest.approx(np.average(np.abs(predicted - labels), weights=w))
+    assert roc_auc_score(labels, probabilities, multi_class="ovr", average="macro") == pytest.approx(got["auc"][0])
+    multi = (rng.random((300, 2)) < 0.4).astype(int)
+    scores = np.clip(multi * 0.3 + rng.random((300, 2)) * 0.7, 0, 1)
+    got = multilabel_metrics(weights[:1], multi, scores, ["x", "y"])
+    assert [got["auc_x"][0], got["auc_y"][0]] == pytest.approx(list(roc_auc_score(multi, scores, average=None)))
+    assert got["accuracy"][0] == pytest.approx(((scores >= 0.5) == multi).mean())

@@ -6,6 +6,7 @@ The percentile interval is reported with how many resamples had the metric defin
 unreliable when the set has fewer than `min_per_class` positives or negatives.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,12 +36,16 @@ def patient_weights(patient_ids, resamples: int, rng: np.random.Generator):
         yield counts[:, codes].astype(np.float64)
 
 
-def bootstrap_samples(labels, scores, threshold: float, patient_ids, settings: BootstrapSettings,
-                      rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Return each binary metric over `settings.resamples` patient resamples (NaN where undefined in a resample)."""
-    parts = [binary_metrics(weights, labels, scores, threshold)
-             for weights in patient_weights(patient_ids, settings.resamples, rng)]
-    return {name: np.concatenate([part[name] for part in parts]) for name in BINARY_METRICS}
+def metric_intervals(metrics: Callable[[np.ndarray], dict[str, np.ndarray]], patient_ids, settings: BootstrapSettings,
+                     rng: np.random.Generator, reliable: bool) -> tuple[dict[str, dict], dict[str, np.ndarray]]:
+    """Return ({metric: value and interval}, {metric: resample values}) for any weighted-metrics function.
+
+    `metrics(weights)` takes a (resamples x cases) weight matrix and returns one array per metric.
+    """
+    point = {name: float(values[0]) for name, values in metrics(np.ones((1, len(patient_ids)))).items()}
+    parts = [metrics(weights) for weights in patient_weights(patient_ids, settings.resamples, rng)]
+    samples = {name: np.concatenate([part[name] for part in parts]) for name in point}
+    return {name: interval(point[name], samples[name], settings, reliable) for name in point}, samples
 
 
 def interval(point: float, samples: np.ndarray, settings: BootstrapSettings, reliable: bool) -> dict:
@@ -58,11 +63,10 @@ def binary_intervals(labels, scores, threshold: float, patient_ids, settings: Bo
                      rng: np.random.Generator) -> tuple[dict[str, dict], dict[str, np.ndarray]]:
     """Return ({metric: value and interval}, {metric: resample values}) for one set of binary predictions."""
     labels, scores = np.asarray(labels, dtype=float), np.asarray(scores, dtype=float)
-    point = {name: float(values[0]) for name, values in binary_metrics(np.ones((1, len(labels))), labels, scores, threshold).items()}
-    samples = bootstrap_samples(labels, scores, threshold, patient_ids, settings, rng)
     positives = int(labels.sum())
     reliable = min(positives, len(labels) - positives) >= settings.min_per_class
-    return {name: interval(point[name], samples[name], settings, reliable) for name in BINARY_METRICS}, samples
+    return metric_intervals(lambda weights: binary_metrics(weights, labels, scores, threshold), np.asarray(patient_ids),
+                            settings, rng, reliable)
 
 
 def difference_interval(a: dict[str, np.ndarray], b: dict[str, np.ndarray], point_a: dict, point_b: dict,

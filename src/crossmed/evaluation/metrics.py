@@ -75,3 +75,21 @@ def task_metrics(task: Task, labels: np.ndarray, probabilities: np.ndarray, thre
     if task.multilabel:
         return multilabel_metrics(labels, probabilities, task, threshold)
     return multiclass_metrics(labels, probabilities, task)
+
+
+def task_intervals(task: Task, labels: np.ndarray, probabilities: np.ndarray, patient_ids, settings, rng,
+                   threshold: float = 0.5) -> dict[str, dict]:
+    """Return multi-class / ordinal / multi-label metrics with patient-bootstrap intervals ({metric: value and interval})."""
+    from crossmed.evaluation.bootstrap import metric_intervals
+
+    classes = list(task.classes)
+    if task.multilabel:
+        counts = np.concatenate([labels.sum(axis=0), len(labels) - labels.sum(axis=0)])
+        function = lambda w: weighted.multilabel_metrics(w, labels, probabilities, classes, threshold)  # noqa: E731
+    else:
+        counts = np.bincount(labels[:, 0], minlength=len(classes))
+        function = lambda w: weighted.multiclass_metrics(w, labels[:, 0], probabilities, classes)  # noqa: E731
+    intervals, _ = metric_intervals(function, np.asarray(patient_ids), settings, rng, int(counts.min()) >= settings.min_per_class)
+    if task.type != "ordinal":
+        intervals.pop("mean_absolute_error", None)
+    return intervals

@@ -182,10 +182,16 @@ def report_markdown(cfg: DictConfig, evaluation: Path, metrics_path: Path, histo
                   *_groups_section(groups)]
     else:  # multi-class, multi-label, ordinal: point metrics only so far
         groups = pd.DataFrame(columns=["set", "group", "subgroup", "reliable"])
-        keys = sorted({key for values in metrics.values() for key in values})
-        lines += ["## Performance", "", f"Point estimates for this {card['task']['type']} task; patient-bootstrap intervals, "
-                  "calibration and subgroup tables are computed for binary tasks only so far.", "",
-                  *_table(["metric", *metrics], [[key, *[metrics[s].get(key) for s in metrics]] for key in keys])]
+        keys = [key for key in dict.fromkeys(k for values in metrics.values() for k in values) if "_ci_" not in key]
+
+        def cell(values: dict, key: str) -> str:
+            if values.get(key) is None or f"{key}_ci_low" not in values:
+                return "undefined" if values.get(key) is None else str(values[key])
+            return _with_ci({"value": values[key], "ci_low": values[f"{key}_ci_low"], "ci_high": values[f"{key}_ci_high"]})
+
+        lines += ["## Performance", "", f"{card['task']['type'].capitalize()} task: values with 95% intervals from bootstrap "
+                  "resamples of patients; calibration and subgroup tables are computed for binary tasks only so far.", "",
+                  *_table(["metric", *metrics], [[key, *[cell(metrics[s], key) for s in metrics]] for key in keys])]
     if comparison:
         rows = [[name, r["compared_with"], r["auc_a"], r["auc_b"], f"{r['difference']:+.4f} ({r['ci_low']:+.4f} to {r['ci_high']:+.4f})",
                  f"{r['p_value']:.4g}"] for name, r in comparison["sets"].items()]

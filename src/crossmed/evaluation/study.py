@@ -17,7 +17,7 @@ from crossmed.evaluation.binary_report import BinaryReport, flat_intervals
 from crossmed.evaluation.bootstrap import BootstrapSettings
 from crossmed.evaluation.calibration import TemperatureScaling
 from crossmed.evaluation.comparison import compare_with_reference, reference_predictions
-from crossmed.evaluation.metrics import choose_threshold, task_metrics
+from crossmed.evaluation.metrics import choose_threshold, task_intervals, task_metrics
 from crossmed.evaluation.plots import confusion_figure, write_csv
 from crossmed.evaluation.saliency import write_gradcam
 from crossmed.files import atomic_directory, write_json_atomic
@@ -82,6 +82,13 @@ def _temperature(cfg: DictConfig, val_probabilities: np.ndarray, val_labels: np.
     return fitted
 
 
+def _kappa(task: Task, labels: np.ndarray, probabilities: np.ndarray) -> dict:
+    """Return the quadratic-weighted kappa of an ordinal task's most probable grade (point estimate), else nothing."""
+    if task.type != "ordinal":
+        return {}
+    return {"quadratic_kappa": task_metrics(task, labels, probabilities, 0.5)["quadratic_kappa"]}
+
+
 def _compare(cfg: DictConfig, task: Task, predictions: list[pd.DataFrame]) -> dict:
     """Return DeLong's test against evaluate.compare_with for each test set (empty when it is not set)."""
     reference = cfg.evaluate.get("compare_with")
@@ -130,6 +137,7 @@ def _evaluate(cfg: DictConfig, checkpoint_path: str | Path, out_dir: Path) -> tu
     binary = BinaryReport(out_dir, threshold, bootstrap_settings(cfg), list(data.card.get("subgroups", [])),
                           _temperature(cfg, val_probabilities, val.labels)) if task.type == "binary" else None
     metrics, predictions = {}, []
+    rng = np.random.default_rng(int(cfg.evaluate.bootstrap.seed))  # intervals of the non-binary tasks
     for name, split in EVALUATION_SETS.items():
         part = data.split(split)
         if len(part.labels) == 0:
@@ -138,7 +146,9 @@ def _evaluate(cfg: DictConfig, checkpoint_path: str | Path, out_dir: Path) -> tu
         if binary is not None:
             metrics[name] = binary.add(name, part.rows, part.labels[:, 0], probabilities)
         else:
-            metrics[name] = task_metrics(task, part.labels, probabilities, threshold)
+            intervals = task_intervals(task, part.labels, probabilities, part.rows["patient_id"].to_numpy(),
+                                       bootstrap_settings(cfg), rng, threshold)
+            metrics[name] = flat_intervals(intervals) | _kappa(task, part.labels, probabilities)
         table = _prediction_table(name, part.rows, part.labels, probabilities, task, threshold)
         predictions.append(table)
         if task.type == "binary":

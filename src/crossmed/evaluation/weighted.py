@@ -58,3 +58,37 @@ def binary_metrics(weights: np.ndarray, labels: np.ndarray, scores: np.ndarray, 
     out = ranking_metrics(weights, labels, scores) | threshold_metrics(weights, labels, scores >= threshold)
     out["brier"] = _ratio(weights @ (scores - labels) ** 2, weights.sum(axis=1))
     return out
+
+
+def _nanmean_rows(values: np.ndarray) -> np.ndarray:
+    """Return the mean over columns ignoring NaN, NaN for a row without any defined value."""
+    defined = np.isfinite(values)
+    counts = defined.sum(axis=1)
+    return np.where(counts > 0, np.where(defined, values, 0).sum(axis=1) / np.maximum(counts, 1), np.nan)
+
+
+def multiclass_metrics(weights: np.ndarray, labels: np.ndarray, probabilities: np.ndarray,
+                       classes: list[str]) -> dict[str, np.ndarray]:
+    """Return macro one-vs-rest AUC, per-class AUC, accuracy and balanced accuracy of the most probable class, and MAE."""
+    labels = np.asarray(labels).astype(int)
+    per_class = {f"auc_{name}": ranking_metrics(weights, (labels == c).astype(float), probabilities[:, c])["auc"]
+                 for c, name in enumerate(classes)}
+    predicted = probabilities.argmax(axis=1)
+    correct = (predicted == labels).astype(float)
+    recalls = np.column_stack([_ratio(weights @ (correct * (labels == c)), weights @ (labels == c).astype(float))
+                               for c in range(len(classes))])
+    return {"auc": _nanmean_rows(np.column_stack(list(per_class.values()))),
+            "accuracy": _ratio(weights @ correct, weights.sum(axis=1)), "balanced_accuracy": _nanmean_rows(recalls),
+            "mean_absolute_error": _ratio(weights @ np.abs(predicted - labels).astype(float), weights.sum(axis=1)),
+            **per_class}
+
+
+def multilabel_metrics(weights: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, classes: list[str],
+                       threshold: float = 0.5) -> dict[str, np.ndarray]:
+    """Return macro AUC over labels, each label's AUC, and the share of correct label decisions at `threshold`."""
+    labels = np.asarray(labels, dtype=float)
+    per_label = {f"auc_{name}": ranking_metrics(weights, labels[:, i], probabilities[:, i])["auc"]
+                 for i, name in enumerate(classes)}
+    correct = ((probabilities >= threshold) == labels.astype(bool)).mean(axis=1)
+    return {"auc": _nanmean_rows(np.column_stack(list(per_label.values()))),
+            "accuracy": _ratio(weights @ correct, weights.sum(axis=1)), **per_label}
