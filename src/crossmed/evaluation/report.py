@@ -22,17 +22,19 @@ METRIC_NAMES = {"auc": "ROC AUC", "pr_auc": "PR AUC (average precision)", "accur
                 "balanced_accuracy": "Balanced accuracy", "sensitivity": "Sensitivity", "specificity": "Specificity",
                 "ppv": "PPV", "npv": "NPV", "f1": "F1", "brier": "Brier score"}
 HEADLINE = ("auc", "sensitivity", "specificity")
-# Where the report answers the evaluation items of TRIPOD+AI (2024) and CLAIM (2024 update).
-CHECKLIST = [("TRIPOD+AI 5-8, CLAIM 7-12", "Data sources, participants, sites", "Data"),
-             ("TRIPOD+AI 12, CLAIM 13-17", "De-identification and preprocessing", "Data"),
-             ("TRIPOD+AI 12, CLAIM 19-24", "Model and training", "Model and training"),
-             ("TRIPOD+AI 12e, CLAIM 25-27", "Data partitions, leakage", "Data"),
-             ("TRIPOD+AI 12f, CLAIM 28-30", "Operating point and performance metrics with uncertainty", "Performance"),
-             ("TRIPOD+AI 12g, 23, CLAIM 32", "External validation", "External validation"),
-             ("TRIPOD+AI 12f, CLAIM 29", "Calibration", "Calibration"),
-             ("TRIPOD+AI 14, 23b, CLAIM 35", "Fairness: performance by site and subgroup", "Sites and subgroups"),
-             ("CLAIM 31", "Explainability", "Explainability"),
-             ("TRIPOD+AI 27, CLAIM 37-38", "Limitations", "Limitations")]
+# Where the report answers the evaluation topics of TRIPOD+AI (BMJ 2024) and CLAIM (2024 update). Item numbers are
+# left to the study team: map them from the official checklists, which this project does not redistribute.
+CHECKLIST = [("Data sources, setting, participants and sites", "Data"),
+             ("Data preparation: de-identification and preprocessing", "Data"),
+             ("Data partitions and leakage between them", "Data"),
+             ("Model: architecture, training, selection of the final weights", "Model and training"),
+             ("Decision threshold and how it was chosen", "Model and training"),
+             ("Performance measures with their uncertainty", "Performance"),
+             ("External validation", "External validation"),
+             ("Calibration", "Calibration"),
+             ("Performance in subgroups and sites (fairness)", "Sites and subgroups"),
+             ("Explainability of the model's outputs", "Explainability"),
+             ("Limitations", "Limitations")]
 
 
 def _read_json(path: Path) -> dict:
@@ -198,7 +200,8 @@ def report_markdown(cfg: DictConfig, evaluation: Path, metrics_path: Path, histo
         lines += ["## Comparison with a reference model", "", f"{comparison['test']} test of ROC AUC on the same images.", "",
                   *_table(["set", "reference", "AUC (this)", "AUC (reference)", "difference (95% CI)", "p"], rows)]
     lines += [*_gradcam_section(evaluation), *_limitations(cfg, card, groups, operating),
-              "## Checklist", "", *_table(["items", "topic", "section"], [list(item) for item in CHECKLIST]),
+              "## Checklist", "", "Where this report covers the evaluation topics of TRIPOD+AI and CLAIM (item numbers: see the "
+              "official checklists).", "", *_table(["topic", "section"], [list(item) for item in CHECKLIST]),
               "## Configuration", "", "```yaml", OmegaConf.to_yaml(OmegaConf.masked_copy(cfg, ["study", "data", "model", "train",
                                                                                          "evaluate"])).strip(), "```", ""]
     return "\n".join(lines)
