@@ -78,5 +78,5 @@ def write_gradcam(net: torch.nn.Module, images, table: pd.DataFrame, classes: li
                  f"{classes[int(row['predicted'])]} (P({classes[1]}) = {row['probability']:.2f}), Grad-CAM at {layer}")
         overlay_png(image, heat, title, out_dir / name)
         written.append(name)
-    log.info("Grad-CAM (%s) for %d %s cases under %s", layer, len(written), table["set"].iloc[0], out_dir)
+    log.info("Grad-CAM (%s) for %d %s cases (evaluation/%s/)", layer, len(written), table["set"].iloc[0], out_dir.name)
     return written

@@ -134,10 +134,11 @@ def _evaluate(cfg: DictConfig, checkpoint_path: str | Path, out_dir: Path) -> tu
     val = data.split("val")
     val_probabilities = predict_probabilities(net, val.images, device, task)
     threshold = _operating_threshold(cfg, task, val.labels, val_probabilities)
-    binary = BinaryReport(out_dir, threshold, bootstrap_settings(cfg), list(data.card.get("subgroups", [])),
+    settings = bootstrap_settings(cfg)
+    binary = BinaryReport(out_dir, threshold, settings, list(data.card.get("subgroups", [])),
                           _temperature(cfg, val_probabilities, val.labels)) if task.type == "binary" else None
     metrics, predictions = {}, []
-    rng = np.random.default_rng(int(cfg.evaluate.bootstrap.seed))  # intervals of the non-binary tasks
+    rng = np.random.default_rng(settings.seed)  # intervals of the non-binary tasks
     for name, split in EVALUATION_SETS.items():
         part = data.split(split)
         if len(part.labels) == 0:
@@ -147,7 +148,7 @@ def _evaluate(cfg: DictConfig, checkpoint_path: str | Path, out_dir: Path) -> tu
             metrics[name] = binary.add(name, part.rows, part.labels[:, 0], probabilities)
         else:
             intervals = task_intervals(task, part.labels, probabilities, part.rows["patient_id"].to_numpy(),
-                                       bootstrap_settings(cfg), rng, threshold)
+                                       settings, rng, threshold)
             metrics[name] = flat_intervals(intervals) | _kappa(task, part.labels, probabilities)
         table = _prediction_table(name, part.rows, part.labels, probabilities, task, threshold)
         predictions.append(table)
