@@ -35,9 +35,10 @@ def simulated_cases(cases: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray
 
 def main() -> None:
     """Run the evaluation statistics once and print the timing as JSON."""
-    from crossmed.evaluation.binary_report import BinaryReport
+    from crossmed.data.task import Task
     from crossmed.evaluation.bootstrap import BootstrapSettings
     from crossmed.evaluation.calibration import TemperatureScaling
+    from crossmed.evaluation.set_report import SetReport
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", type=int, default=10_000)
@@ -47,9 +48,10 @@ def main() -> None:
     val_rows, val_labels, val_probabilities = simulated_cases(2000, seed=1)
     with tempfile.TemporaryDirectory(prefix="crossmed-evaluate-") as tmp:
         started = time.perf_counter()
-        report = BinaryReport(Path(tmp), 0.5, BootstrapSettings(resamples=args.resamples, seed=0), ["sex", "age"],
-                              TemperatureScaling(val_probabilities, val_labels))
-        metrics = report.add("internal_test", rows, labels, probabilities)
+        task = Task("binary", ("negative", "positive"), channels=1, spatial_dims=2)
+        report = SetReport(task, Path(tmp), 0.5, BootstrapSettings(resamples=args.resamples, seed=0), ["sex", "age"],
+                           TemperatureScaling(val_probabilities, val_labels))
+        metrics = report.add("internal_test", rows, labels[:, None], probabilities)
         computed = time.perf_counter() - started
         report.write()
         seconds = time.perf_counter() - started

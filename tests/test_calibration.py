@@ -43,3 +43,29 @@ def test_calibrated_scores_have_small_ece_and_unit_temperature():
     labels = (rng.random(5000) < p1).astype(int)
     assert expected_calibration_error(labels, p1) < 0.03
     assert TemperatureScaling(np.column_stack([1 - p1, p1]), labels).temperature == pytest.approx(1.0, abs=0.1)
+
+
+def test_multiclass_and_multilabel_calibration_and_temperature():
+    from crossmed.data.task import Task
+    from crossmed.evaluation.calibration import calibration_pairs, fit_temperature, task_brier
+
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 3, 900)
+    logits = 3.0 * (np.eye(3)[labels] * 2 + rng.normal(0, 1.0, (900, 3)))  # the true log-odds are 2x, these 3x
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    task = Task("multiclass", ("a", "b", "c"), 1, 2)
+    outcome, confidence = calibration_pairs(task, labels[:, None], probabilities)
+    assert (outcome == (probabilities.argmax(axis=1) == labels)).all() and (confidence == probabilities.max(axis=1)).all()
+    assert task_brier(task, labels[:, None], probabilities) == pytest.approx(((np.eye(3)[labels] - probabilities) ** 2).sum(axis=1).mean())
+    fitted = fit_temperature(task, probabilities[:450], labels[:450, None])
+    assert fitted.temperature == pytest.approx(1.5, rel=0.15), "over-confidence found and sized"
+    scaled = fitted.apply(probabilities[450:])
+    assert (scaled.argmax(axis=1) == probabilities[450:].argmax(axis=1)).all(), "decisions unchanged"
+    assert expected_calibration_error(*calibration_pairs(task, labels[450:, None], scaled)) < \
+        expected_calibration_error(*calibration_pairs(task, labels[450:, None], probabilities[450:]))
+    assert fit_temperature(task, probabilities[:6], np.array([[0], [1], [0], [1], [0], [1]])) is None, "class c missing"
+    assert fit_temperature(task, probabilities[:3], np.array([[0], [1], [2]])) is not None, "tiny validation sets still fit"
+    multi = Task("multilabel", ("x", "y"), 1, 2)
+    both, p = rng.integers(0, 2, (50, 2)), rng.random((50, 2))
+    assert task_brier(multi, both, p) == pytest.approx(np.mean([brier_score_loss(both[:, i], p[:, i]) for i in range(2)]))
+    assert fit_temperature(multi, p, both) is None, "sigmoid outputs are not temperature-scaled as one softmax"

@@ -27,3 +27,12 @@ def test_report_states_what_was_measured(trained_study, tmp_path):
     assert sources and all(s.startswith("data:image/png;base64,") for s in sources), "one file that opens anywhere"
     assert html.count("<table>") >= 4 and "<h2>Performance</h2>" in html
     assert trained_study.study.name in html
+
+
+def test_report_names_its_model_and_is_the_same_when_rerun(trained_study, tmp_path):
+    exp = Path(trained_study.paths.experiments)
+    run_id = json.loads((exp / "train" / "mlflow_run.json").read_text())["run_id"]
+    first, _ = report_study(trained_study, exp / "train" / "mlflow_run.json", tmp_path / "a")
+    second, _ = report_study(trained_study, exp / "train" / "mlflow_run.json", tmp_path / "b")
+    assert first.read_text() == second.read_text(), "no wall-clock time: a rerun on the same inputs writes the same report"
+    assert f"MLflow run `{run_id}`" in first.read_text() and "code commit `" in first.read_text()

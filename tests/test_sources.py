@@ -39,6 +39,14 @@ def test_medmnist_study_of_every_task_type(tmp_path, subset, task, outputs):
     report = (Path(cfg.paths.experiments) / "reports" / "validation_report.md").read_text()
     assert "## Performance" in report and "auc_ci_low" in metrics["internal_test"], "every task type gets intervals"
     assert ("mean_absolute_error" in metrics["internal_test"]) == (task == "ordinal")
+    evaluation = Path(cfg.paths.experiments) / "evaluation"
+    groups = pd.read_csv(evaluation / "metrics_by_group.csv")
+    site_auc = groups[(groups["group"] == "site") & (groups["metric"] == "auc")]
+    assert site_auc["value"].tolist() == pytest.approx([metrics["internal_test"]["auc"]]), "site tables for every task type"
+    calibration = json.loads((evaluation / "calibration.json").read_text())
+    assert metrics["internal_test"]["ece"] == calibration["sets"]["internal_test"]["before"]["ece"]
+    assert "## Sites and subgroups" in report and "## Calibration" in report
+    assert (evaluation / "gradcam").is_dir() != (task == "multilabel"), "Grad-CAM for single-label tasks"
     model = json.loads((Path(cfg.paths.models) / "model.json").read_text())
     assert model["inputs"]["image"]["shape"] == [-1, *data.images.shape[1:]]
     assert model["outputs"]["probabilities"]["activation"] == ("sigmoid per label" if task == "multilabel" else "softmax")
@@ -116,6 +124,8 @@ def test_folder_of_png_and_dicom_is_deidentified_and_preprocessed(tmp_path, tiny
     shapes = data.card["splits"]["external_test"]["sites"]["B"]["source_shape"]
     assert shapes == {"30x40": 8}
     assert any("DICOM" in step for step in data.card["preprocessing"])
+    devices = data.manifest.set_index("image_id")["device"].fillna("")
+    assert "device" in data.card["subgroups"] and (devices != "").sum() == 6, "DICOM headers name the device, PNGs do not"
 
 
 def test_folder_problems_are_reported_together(tmp_path, tiny_study):

@@ -33,10 +33,13 @@ def test_metrics_json_shape_and_values(trained_study):
     gap = metrics["external_gap"]
     assert gap["auc"] == pytest.approx(metrics["internal_test"]["auc"] - metrics["external_test"]["auc"], abs=2e-4)
     groups = pd.read_csv(exp / "evaluation" / "metrics_by_group.csv")
-    assert {"site", "sex", "age_band"} <= set(groups["group"]) and set(groups.columns) >= {"ci_low", "ci_high", "reliable", "patients"}
+    assert {"site", "sex", "age_band", "device"} <= set(groups["group"]) and set(groups.columns) >= {"ci_low", "ci_high", "reliable", "patients"}
+    devices = set(groups[groups["group"] == "device"]["subgroup"])
+    assert len(devices) == 2 and all(" " in d for d in devices), "manufacturer and model from each site's DICOM headers"
     assert set(groups[groups["group"] == "site"]["subgroup"]) == {"KR", "EE"} and set(groups[groups["group"] == "sex"]["subgroup"]) <= {"F", "M", "unknown"}
     internal_kr = groups[(groups["set"] == "internal_test") & (groups["group"] == "site") & (groups["metric"] == "auc")]
-    assert internal_kr["value"].iloc[0] == pytest.approx(metrics["internal_test"]["auc"], abs=1e-4), "one internal site: same AUC"
+    assert internal_kr[["value", "ci_low", "ci_high"]].iloc[0].tolist() == pytest.approx(
+        [metrics["internal_test"][k] for k in ("auc", "auc_ci_low", "auc_ci_high")]), "one internal site: the set's AUC and interval"
     bootstrap = json.loads((exp / "evaluation" / "bootstrap.json").read_text())
     assert bootstrap["unit"] == "patient" and bootstrap["resamples"] == trained_study.evaluate.bootstrap.resamples
     calibration = json.loads((exp / "evaluation" / "calibration.json").read_text())

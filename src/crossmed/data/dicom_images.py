@@ -41,3 +41,16 @@ def read_dicom_image(path: str | Path) -> DicomImage:
         raise InputError(path, "no PixelSpacing or ImagerPixelSpacing; cannot resample to a common grid")
     return DicomImage(values, (float(spacing[0]), float(spacing[1])), str(ds.get("PatientID", "")),
                       str(ds.get("StudyInstanceUID", "")), str(ds.SOPInstanceUID), photometric)
+
+
+def acquisition_device(header: pydicom.Dataset) -> str:
+    """Return 'Manufacturer ManufacturerModelName' of a DICOM header (a subgroup column), '' when neither is there."""
+    return " ".join(str(header.get(keyword, "")).strip() for keyword in ("Manufacturer", "ManufacturerModelName")).strip()
+
+
+def read_acquisition_device(path: str | Path) -> str:
+    """Return the acquisition device named in a DICOM file's header; raise InputError naming the file if unreadable."""
+    try:
+        return acquisition_device(pydicom.dcmread(path, stop_before_pixels=True))
+    except Exception as err:  # damaged files fail in many ways inside pydicom
+        raise InputError(path, f"unreadable DICOM header ({type(err).__name__}: {err})") from err

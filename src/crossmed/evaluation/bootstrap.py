@@ -6,13 +6,14 @@ The percentile interval is reported with how many resamples had the metric defin
 unreliable when the set has fewer than `min_per_class` positives or negatives.
 """
 
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from crossmed.evaluation.weighted import BINARY_METRICS, binary_metrics
+from crossmed.evaluation.weighted import binary_metrics
 
 CHUNK = 100  # resamples computed together: (CHUNK x cases) weights stay small
 
@@ -25,6 +26,10 @@ class BootstrapSettings:
     seed: int = 0
     confidence: float = 0.95
     min_per_class: int = 10
+
+    def generator(self, set_name: str) -> np.random.Generator:
+        """Return a test set's resampling generator, seeded by (seed, set name): sets draw independently of each other."""
+        return np.random.default_rng([self.seed, zlib.crc32(set_name.encode())])
 
 
 def patient_weights(patient_ids, resamples: int, rng: np.random.Generator):
@@ -71,9 +76,9 @@ def binary_intervals(labels, scores, threshold: float, patient_ids, settings: Bo
 
 def difference_interval(a: dict[str, np.ndarray], b: dict[str, np.ndarray], point_a: dict, point_b: dict,
                         settings: BootstrapSettings) -> dict[str, dict]:
-    """Return a - b per metric with a percentile interval from independent resamples of two sets of disjoint patients."""
+    """Return a - b per metric both sets have, with a percentile interval from independent resamples of disjoint patients."""
     out = {}
-    for name in BINARY_METRICS:
+    for name in [name for name in point_a if name in point_b]:
         if point_a[name]["value"] is None or point_b[name]["value"] is None:
             out[name] = interval(float("nan"), np.array([]), settings, False)
             continue

@@ -6,6 +6,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, cohen_kappa
 from crossmed.data.task import Task
 from crossmed.errors import ConfigError
 from crossmed.evaluation import weighted
+from crossmed.evaluation.bootstrap import BootstrapSettings, binary_intervals, metric_intervals
 from crossmed.training.objectives import auc_per_class
 
 
@@ -77,11 +78,12 @@ def task_metrics(task: Task, labels: np.ndarray, probabilities: np.ndarray, thre
     return multiclass_metrics(labels, probabilities, task)
 
 
-def task_intervals(task: Task, labels: np.ndarray, probabilities: np.ndarray, patient_ids, settings, rng,
-                   threshold: float = 0.5) -> dict[str, dict]:
-    """Return multi-class / ordinal / multi-label metrics with patient-bootstrap intervals ({metric: value and interval})."""
-    from crossmed.evaluation.bootstrap import metric_intervals
-
+def task_intervals(task: Task, labels: np.ndarray, probabilities: np.ndarray, patient_ids, settings: BootstrapSettings,
+                   rng: np.random.Generator, threshold: float = 0.5) -> tuple[dict[str, dict], dict[str, np.ndarray]]:
+    """Return ({metric: value and interval}, {metric: resample values}) of any task type over patient resamples."""
+    patient_ids = np.asarray(patient_ids)
+    if task.type == "binary":
+        return binary_intervals(labels[:, 0], probabilities[:, 1], threshold, patient_ids, settings, rng)
     classes = list(task.classes)
     if task.multilabel:
         counts = np.concatenate([labels.sum(axis=0), len(labels) - labels.sum(axis=0)])
@@ -89,7 +91,8 @@ def task_intervals(task: Task, labels: np.ndarray, probabilities: np.ndarray, pa
     else:
         counts = np.bincount(labels[:, 0], minlength=len(classes))
         function = lambda w: weighted.multiclass_metrics(w, labels[:, 0], probabilities, classes)  # noqa: E731
-    intervals, _ = metric_intervals(function, np.asarray(patient_ids), settings, rng, int(counts.min()) >= settings.min_per_class)
+    intervals, samples = metric_intervals(function, patient_ids, settings, rng, int(counts.min()) >= settings.min_per_class)
     if task.type != "ordinal":
         intervals.pop("mean_absolute_error", None)
-    return intervals
+        samples.pop("mean_absolute_error", None)
+    return intervals, samples

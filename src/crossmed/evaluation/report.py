@@ -8,20 +8,21 @@ import base64
 import json
 import os
 import re
-from datetime import datetime, timezone
 from pathlib import Path
 
 import markdown
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from crossmed import __version__
 from crossmed.errors import InputError
 from crossmed.files import write_text_atomic
 
 METRIC_NAMES = {"auc": "ROC AUC", "pr_auc": "PR AUC (average precision)", "accuracy": "Accuracy",
                 "balanced_accuracy": "Balanced accuracy", "sensitivity": "Sensitivity", "specificity": "Specificity",
-                "ppv": "PPV", "npv": "NPV", "f1": "F1", "brier": "Brier score"}
-HEADLINE = ("auc", "sensitivity", "specificity")
+                "ppv": "PPV", "npv": "NPV", "f1": "F1", "brier": "Brier score", "mean_absolute_error": "Mean absolute error (grades)"}
+HEADLINE = {"binary": ("auc", "sensitivity", "specificity"), "multilabel": ("auc", "accuracy")}
+HEADLINE_OTHER = ("auc", "accuracy", "balanced_accuracy")
 # Where the report answers the evaluation topics of TRIPOD+AI (BMJ 2024) and CLAIM (2024 update). Item numbers are
 # left to the study team: map them from the official checklists, which this project does not redistribute.
 CHECKLIST = [("Data sources, setting, participants and sites", "Data"),
@@ -90,23 +91,30 @@ def _model_section(cfg: DictConfig, history: pd.DataFrame, operating: dict) -> l
             + f", chosen on the validation split ({operating['val_images']} images) and applied unchanged to every test set.", ""]
 
 
-def _performance_section(bootstrap: dict) -> list[str]:
+def _metric_name(key: str) -> str:
+    """Return a metric's readable name (per-class AUCs as 'ROC AUC, <class>')."""
+    return METRIC_NAMES.get(key) or (f"ROC AUC, {key[4:]}" if key.startswith("auc_") else key)
+
+
+def _performance_section(bootstrap: dict, binary: bool) -> list[str]:
     sets = list(bootstrap["sets"])
-    rows = [[METRIC_NAMES[m], *[_with_ci(bootstrap["sets"][s][m]) for s in sets]] for m in METRIC_NAMES]
+    keys = list(dict.fromkeys(k for values in bootstrap["sets"].values() for k in values))
+    rows = [[_metric_name(m), *[_with_ci(bootstrap["sets"][s][m]) if m in bootstrap["sets"][s] else "" for s in sets]]
+            for m in keys]
     return ["## Performance", "",
             f"Values with {bootstrap['confidence']:.0%} intervals from {bootstrap['resamples']} bootstrap resamples of "
             f"**patients** (seed {bootstrap['seed']}).", "", *_table(["metric", *sets], rows),
-            "![ROC](../evaluation/roc.png) ![Precision-recall](../evaluation/pr.png)", ""]
+            *(["![ROC](../evaluation/roc.png) ![Precision-recall](../evaluation/pr.png)", ""] if binary else [])]
 
 
 def _gap_section(metrics: dict) -> list[str]:
     gap = metrics.get("external_gap")
     if not gap:
         return ["## External validation", "", "No external test set in this study.", ""]
-    rows = [[METRIC_NAMES[m], f"{gap[m]:+.3f} ({gap[m + '_ci_low']:+.3f} to {gap[m + '_ci_high']:+.3f})"]
-            for m in METRIC_NAMES if gap.get(m) is not None]
-    return ["## External validation", "", "Internal minus external test set: a positive gap means lower on the external site (for the Brier score, "
-            "where lower is better, a negative gap means worse there).", "",
+    rows = [[_metric_name(m), f"{gap[m]:+.3f} ({gap[m + '_ci_low']:+.3f} to {gap[m + '_ci_high']:+.3f})"]
+            for m in gap if "_ci_" not in m and gap[m] is not None]
+    return ["## External validation", "", "Internal minus external test set: a positive gap means lower on the external site (for the Brier "
+            "score and mean absolute error, where lower is better, a negative gap means worse there).", "",
             *_table(["metric", "gap (95% interval)"], rows)]
 
 
@@ -118,26 +126,29 @@ def _calibration_section(calibration: dict) -> list[str]:
     temperature = calibration.get("temperature")
     return ["## Calibration", "",
             (f"Temperature scaling fitted on validation: T = {temperature:.3f}. " if temperature else "")
-            + f"ECE over {calibration['bins']} equal-width bins. Decisions and AUC do not change with temperature scaling.", "",
+            + f"ECE over {calibration['bins']} equal-width bins of {calibration.get('judged_on', 'P(positive class)')}. "
+            "Decisions and AUC do not change with temperature scaling.", "",
             *_table(["set", "Brier", "ECE", "Brier after scaling", "ECE after scaling"], rows),
             "![Reliability](../evaluation/calibration.png)", ""]
 
 
-def _groups_section(groups: pd.DataFrame) -> list[str]:
+def _groups_section(groups: pd.DataFrame, task_type: str) -> list[str]:
+    headline = HEADLINE.get(task_type, HEADLINE_OTHER)
     lines = ["## Sites and subgroups", "",
-             "Each cell: value (95% patient-bootstrap interval); † marks groups with fewer positives or negatives than the "
+             "Each cell: value (95% patient-bootstrap interval); † marks groups with fewer cases of some class than the "
              "reliability floor, whose intervals should not be relied on.", ""]
     for (set_name, group), part in groups.groupby(["set", "group"], sort=False):
         rows = []
         for subgroup, cells in part.groupby("subgroup", sort=False):
             by_metric = cells.set_index("metric")
             flag = "" if bool(by_metric["reliable"].iloc[0]) else " †"
-            rows.append([f"{subgroup}{flag}", int(by_metric["images"].iloc[0]), int(by_metric["patients"].iloc[0]),
-                         int(by_metric["positives"].iloc[0]),
+            positives = [int(by_metric["positives"].iloc[0])] if task_type == "binary" else []
+            rows.append([f"{subgroup}{flag}", int(by_metric["images"].iloc[0]), int(by_metric["patients"].iloc[0]), *positives,
                          *[_with_ci(by_metric.loc[m].to_dict()) if pd.notna(by_metric.loc[m, "value"]) else "undefined"
-                           for m in HEADLINE]])
+                           for m in headline]])
         lines += [f"### {set_name}: by {group}", "",
-                  *_table([group, "images", "patients", "positives", *[METRIC_NAMES[m] for m in HEADLINE]], rows)]
+                  *_table([group, "images", "patients", *(["positives"] if task_type == "binary" else []),
+                           *[METRIC_NAMES[m] for m in headline]], rows)]
     return lines
 
 
@@ -166,34 +177,35 @@ def _gradcam_section(folder: Path) -> list[str]:
             *[f"![{name}](../evaluation/gradcam/{name})" for name in images], ""]
 
 
+def _provenance_line(provenance: dict | None) -> str:
+    """Return the sentence naming the reported model's MLflow run, start time and code commit (no wall-clock time: reruns match)."""
+    if not provenance:
+        return f"Written by crossmed {__version__}. "
+    commit = provenance["git_commit"]
+    code = f"`{commit[:12]}`" + (" with uncommitted changes" if commit.endswith("-dirty") else "")
+    return (f"Model of MLflow run `{provenance['run_id']}`, trained from code commit {code} starting "
+            f"{provenance['started']}; written by crossmed {__version__}. ")
+
+
 def report_markdown(cfg: DictConfig, evaluation: Path, metrics_path: Path, history_path: Path, card_path: Path,
-                    run_id: str | None = None) -> str:
+                    provenance: dict | None = None) -> str:
     """Return the report as Markdown (figures referenced as ../evaluation/, i.e. from experiments/reports/)."""
     metrics, card = _read_json(metrics_path), _read_json(card_path)
     operating, history = _read_json(evaluation / "operating_point.json"), pd.read_csv(history_path)
     comparison = json.loads((evaluation / "comparison.json").read_text()) if (evaluation / "comparison.json").is_file() else None
     lines = [f"# Validation report: {cfg.study.name}", "",
-             f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by crossmed" + (f"; MLflow run `{run_id}`" if run_id else "")
-             + ". Every number below was measured by the evaluate stage; nothing is recomputed here.", "",
+             _provenance_line(provenance) + "Every number below was measured by the evaluate stage; nothing is recomputed "
+             "here.", "",
              *_data_section(card, cfg), *_model_section(cfg, history, operating)]
-    binary = (evaluation / "bootstrap.json").is_file()
-    if binary:
-        bootstrap, calibration = _read_json(evaluation / "bootstrap.json"), _read_json(evaluation / "calibration.json")
-        groups = pd.read_csv(evaluation / "metrics_by_group.csv")
-        lines += [*_performance_section(bootstrap), *_gap_section(metrics), *_calibration_section(calibration),
-                  *_groups_section(groups)]
-    else:  # multi-class, multi-label, ordinal: point metrics only so far
-        groups = pd.DataFrame(columns=["set", "group", "subgroup", "reliable"])
-        keys = [key for key in dict.fromkeys(k for values in metrics.values() for k in values) if "_ci_" not in key]
-
-        def cell(values: dict, key: str) -> str:
-            if values.get(key) is None or f"{key}_ci_low" not in values:
-                return "undefined" if values.get(key) is None else str(values[key])
-            return _with_ci({"value": values[key], "ci_low": values[f"{key}_ci_low"], "ci_high": values[f"{key}_ci_high"]})
-
-        lines += ["## Performance", "", f"{card['task']['type'].capitalize()} task: values with 95% intervals from bootstrap "
-                  "resamples of patients; calibration and subgroup tables are computed for binary tasks only so far.", "",
-                  *_table(["metric", *metrics], [[key, *[cell(metrics[s], key) for s in metrics]] for key in keys])]
+    bootstrap, calibration = _read_json(evaluation / "bootstrap.json"), _read_json(evaluation / "calibration.json")
+    groups = pd.read_csv(evaluation / "metrics_by_group.csv")
+    task_type = card["task"]["type"]
+    kappa = {name: values["quadratic_kappa"] for name, values in metrics.items() if "quadratic_kappa" in values}
+    lines += [*_performance_section(bootstrap, task_type == "binary"),
+              *(["Quadratic-weighted kappa of the most probable grade (point estimate): "
+                 + ", ".join(f"{name} {value}" for name, value in kappa.items()) + ".", ""] if kappa else []),
+              *_gap_section(metrics),
+              *_calibration_section(calibration), *_groups_section(groups, task_type)]
     if comparison:
         rows = [[name, r["compared_with"], r["auc_a"], r["auc_b"], f"{r['difference']:+.4f} ({r['ci_low']:+.4f} to {r['ci_high']:+.4f})",
                  f"{r['p_value']:.4g}"] for name, r in comparison["sets"].items()]
@@ -223,9 +235,9 @@ STYLE = ("body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto
 
 
 def write_report(cfg: DictConfig, evaluation: Path, metrics_path: Path, history_path: Path, card_path: Path, out_dir: Path,
-                 run_id: str | None = None) -> tuple[Path, Path]:
+                 provenance: dict | None = None) -> tuple[Path, Path]:
     """Write validation_report.md and validation_report.html (images inlined) under `out_dir`; return both paths."""
-    text = report_markdown(cfg, evaluation, metrics_path, history_path, card_path, run_id)
+    text = report_markdown(cfg, evaluation, metrics_path, history_path, card_path, provenance)
     figures = Path(os.path.relpath(evaluation, out_dir)).as_posix()
     text = text.replace("](../evaluation/", f"]({figures}/")
     body = markdown.markdown(text, extensions=["tables", "fenced_code"])

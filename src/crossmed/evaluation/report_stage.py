@@ -1,7 +1,7 @@
 """The report stage as a library call: the validation report from the evaluate stage's files, logged to the run."""
 
-import json
 import logging
+from datetime import datetime, timezone
 from pathlib import Path
 
 import mlflow
@@ -14,13 +14,21 @@ from crossmed.tracking import resume_run
 log = logging.getLogger("crossmed.report")
 
 
+def run_provenance(run) -> dict:
+    """Return what identifies the reported model: the MLflow run, when it started (UTC) and the code commit it trained from."""
+    started = datetime.fromtimestamp(run.info.start_time / 1000, tz=timezone.utc)
+    return {"run_id": run.info.run_id, "started": f"{started:%Y-%m-%d %H:%M} UTC",
+            "git_commit": run.data.tags.get("git.commit", "unknown")}
+
+
 def report_study(cfg: DictConfig, run_reference: str | Path, out_dir: str | Path) -> tuple[Path, Path]:
     """Write experiments/reports/validation_report.{md,html} and attach both to the training run."""
     experiments = Path(cfg.paths.experiments)
-    run_id = json.loads(Path(run_reference).read_text())["run_id"] if Path(run_reference).is_file() else None
-    paths = write_report(cfg, experiments / "evaluation", experiments / "metrics.json", experiments / "train" / "history.csv",
-                         Path(cfg.paths.processed) / DATA_CARD_FILE, Path(out_dir), run_id)
-    with resume_run(run_reference):
+    with resume_run(run_reference) as run:
+        provenance = run_provenance(mlflow.get_run(run.info.run_id))
+        paths = write_report(cfg, experiments / "evaluation", experiments / "metrics.json",
+                             experiments / "train" / "history.csv", Path(cfg.paths.processed) / DATA_CARD_FILE, Path(out_dir),
+                             provenance)
         for path in paths:
             mlflow.log_artifact(str(path), artifact_path="reports")
     log.info("wrote %s and %s", *paths)

@@ -26,9 +26,18 @@ def last_convolutional_block(net: torch.nn.Module) -> str:
     raise ConfigError("evaluate.gradcam.target_layer", "the network has no convolution layer; name a layer or set cases: 0")
 
 
+def predicted_confidence(table: pd.DataFrame) -> np.ndarray:
+    """Return each row's probability of its predicted class (binary 'probability' column, or the p_<class> columns)."""
+    predicted = table["predicted"].to_numpy().astype(int)
+    if "probability" in table:
+        return np.where(predicted == 1, table["probability"], 1 - table["probability"])
+    columns = sorted(table.filter(regex=r"^p_\d+$").columns, key=lambda c: int(c[2:]))
+    return table[columns].to_numpy()[np.arange(len(table)), predicted]
+
+
 def chosen_cases(table: pd.DataFrame, cases: int) -> pd.DataFrame:
     """Return up to `cases` most confident correct and `cases` most confident wrong rows, with a 'kind' column."""
-    confidence = table["probability"].where(table["predicted"] == 1, 1 - table["probability"])
+    confidence = pd.Series(predicted_confidence(table), index=table.index)
     ranked = table.assign(confidence=confidence).sort_values("confidence", ascending=False, kind="stable")
     correct = ranked[ranked["actual"] == ranked["predicted"]].head(cases).assign(kind="correct")
     wrong = ranked[ranked["actual"] != ranked["predicted"]].head(cases).assign(kind="wrong")
@@ -57,7 +66,7 @@ def overlay_png(image: np.ndarray, cam: np.ndarray, title: str, path: Path) -> N
 
 def write_gradcam(net: torch.nn.Module, images, table: pd.DataFrame, classes: list[str], cases: int, target_layer: str,
                   out_dir: Path, device: torch.device) -> list[str]:
-    """Write overlays for the chosen cases of one set (binary predictions table); return the written file names."""
+    """Write overlays for the chosen cases of one set (a single-label predictions table); return the written file names."""
     if cases <= 0 or table.empty:
         return []
     layer = last_convolutional_block(net) if target_layer == "auto" else target_layer
@@ -75,7 +84,7 @@ def write_gradcam(net: torch.nn.Module, images, table: pd.DataFrame, classes: li
             return written
         name = f"{row['set']}_{row['kind']}_{counts[row['kind']]:02d}.png"
         title = (f"{row['set']} {row['patient_id']}\nactual {classes[int(row['actual'])]}, predicted "
-                 f"{classes[int(row['predicted'])]} (P({classes[1]}) = {row['probability']:.2f}), Grad-CAM at {layer}")
+                 f"{classes[int(row['predicted'])]} (P = {row['confidence']:.2f}), Grad-CAM at {layer}")
         overlay_png(image, heat, title, out_dir / name)
         written.append(name)
     log.info("Grad-CAM (%s) for %d %s cases (evaluation/%s/)", layer, len(written), table["set"].iloc[0], out_dir.name)

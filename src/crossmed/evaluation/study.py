@@ -13,11 +13,11 @@ from crossmed.data.processed import ProcessedData
 from crossmed.devices import resolve_device
 from crossmed.errors import ConfigError
 from crossmed.data.task import Task
-from crossmed.evaluation.binary_report import BinaryReport, flat_intervals
 from crossmed.evaluation.bootstrap import BootstrapSettings
-from crossmed.evaluation.calibration import TemperatureScaling
+from crossmed.evaluation.calibration import TemperatureScaling, fit_temperature
 from crossmed.evaluation.comparison import compare_with_reference, reference_predictions
-from crossmed.evaluation.metrics import choose_threshold, task_intervals, task_metrics
+from crossmed.evaluation.metrics import choose_threshold, task_metrics
+from crossmed.evaluation.set_report import SetReport, flat_intervals
 from crossmed.evaluation.plots import confusion_figure, write_csv
 from crossmed.evaluation.saliency import write_gradcam
 from crossmed.files import atomic_directory, write_json_atomic
@@ -73,13 +73,9 @@ def bootstrap_settings(cfg: DictConfig) -> BootstrapSettings:
     return BootstrapSettings(int(b.resamples), int(b.seed), float(b.confidence), int(b.min_per_class))
 
 
-def _temperature(cfg: DictConfig, val_probabilities: np.ndarray, val_labels: np.ndarray) -> TemperatureScaling | None:
-    """Return temperature scaling fitted on validation when evaluate.temperature_scaling is on and both classes are there."""
-    if not cfg.evaluate.temperature_scaling or len(np.unique(val_labels[:, 0])) < 2:
-        return None
-    fitted = TemperatureScaling(val_probabilities, val_labels[:, 0])
-    log.info("temperature scaling fitted on %d validation images: T = %.3f", len(val_labels), fitted.temperature)
-    return fitted
+def _temperature(cfg: DictConfig, task: Task, val_probabilities: np.ndarray, val_labels: np.ndarray) -> TemperatureScaling | None:
+    """Return temperature scaling fitted on validation when evaluate.temperature_scaling is on and it applies."""
+    return fit_temperature(task, val_probabilities, val_labels) if cfg.evaluate.temperature_scaling else None
 
 
 def _kappa(task: Task, labels: np.ndarray, probabilities: np.ndarray) -> dict:
@@ -134,37 +130,30 @@ def _evaluate(cfg: DictConfig, checkpoint_path: str | Path, out_dir: Path) -> tu
     val = data.split("val")
     val_probabilities = predict_probabilities(net, val.images, device, task)
     threshold = _operating_threshold(cfg, task, val.labels, val_probabilities)
-    settings = bootstrap_settings(cfg)
-    binary = BinaryReport(out_dir, threshold, settings, list(data.card.get("subgroups", [])),
-                          _temperature(cfg, val_probabilities, val.labels)) if task.type == "binary" else None
+    report = SetReport(task, out_dir, threshold, bootstrap_settings(cfg), list(data.card.get("subgroups", [])),
+                       _temperature(cfg, task, val_probabilities, val.labels))
     metrics, predictions = {}, []
-    rng = np.random.default_rng(settings.seed)  # intervals of the non-binary tasks
     for name, split in EVALUATION_SETS.items():
         part = data.split(split)
         if len(part.labels) == 0:
             continue
         probabilities = predict_probabilities(net, part.images, device, task)
-        if binary is not None:
-            metrics[name] = binary.add(name, part.rows, part.labels[:, 0], probabilities)
-        else:
-            intervals = task_intervals(task, part.labels, probabilities, part.rows["patient_id"].to_numpy(),
-                                       settings, rng, threshold)
-            metrics[name] = flat_intervals(intervals) | _kappa(task, part.labels, probabilities)
+        metrics[name] = report.add(name, part.rows, part.labels, probabilities) | _kappa(task, part.labels, probabilities)
         table = _prediction_table(name, part.rows, part.labels, probabilities, task, threshold)
         predictions.append(table)
-        if task.type == "binary":
+        if task.multilabel:
+            log.info("Grad-CAM skipped for %s: overlays are drawn for single-label tasks", name)
+        else:
             write_gradcam(net, part.images, table, list(task.classes), int(cfg.evaluate.gradcam.cases),
                           str(cfg.evaluate.gradcam.target_layer), out_dir / "gradcam", device)
-        if not task.multilabel:
             confusion_figure(table["actual"].to_numpy(), table["predicted"].to_numpy(), list(task.classes),
                              name.replace("_", " "), out_dir / f"confusion_{name}.png")
         log.info("%s: %d images from %s: %s", name, len(part.labels), sorted(part.rows["site"].unique()),
                  {k: v for k, v in metrics[name].items() if not k.startswith("auc_") and "_ci_" not in k})
-    if binary is not None:
-        gap = binary.external_gap()
-        if gap is not None:
-            metrics["external_gap"] = flat_intervals(gap)
-        binary.write()
+    gap = report.external_gap()
+    if gap is not None:
+        metrics["external_gap"] = flat_intervals(gap)
+    report.write()
     comparisons = _compare(cfg, task, predictions)
     for name, result in comparisons.items():
         metrics[f"{name}_vs_reference"] = {"auc_difference": result["difference"], "p_value": round(result["p_value"], 6)}

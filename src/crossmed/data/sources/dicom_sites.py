@@ -7,12 +7,13 @@ import numpy as np
 import pandas as pd
 import pydicom
 
+from crossmed.data.dicom_images import acquisition_device
 from crossmed.data.sources import SourceTable, label_strings
 from crossmed.data.task import Task
 from crossmed.errors import InputError
 
 log = logging.getLogger("crossmed.preprocess")
-SUBGROUPS = ["sex", "age"]
+SUBGROUPS = ["sex", "age", "device"]  # device: Manufacturer and model from the DICOM header
 
 
 def read_site_labels(site_dir: Path) -> pd.DataFrame:
@@ -39,7 +40,7 @@ def _site_rows(site: str, site_dir: Path, problems: list[str]) -> list[dict]:
     for path in files:
         try:
             header = pydicom.dcmread(path, stop_before_pixels=True)
-            uid, patient = str(header.SOPInstanceUID), str(header.get("PatientID", ""))
+            uid, patient, device = str(header.SOPInstanceUID), str(header.get("PatientID", "")), acquisition_device(header)
         except Exception as err:  # damaged files fail in many ways inside pydicom
             problems.append(f"{path}: unreadable DICOM ({type(err).__name__}: {err})")
             continue
@@ -52,7 +53,7 @@ def _site_rows(site: str, site_dir: Path, problems: list[str]) -> list[dict]:
             continue
         rows.append({"site": site, "patient_id": patient, "image_id": uid, "finding": int(row["finding"]), "split": "",
                      "source_path": path.relative_to(site_dir.parent).as_posix(), "path": str(path),
-                     "sex": row.get("sex", ""), "age": row.get("age", "")})
+                     "sex": row.get("sex", ""), "age": row.get("age", ""), "device": device})
     log.info("site %s: %d DICOM files and %s", site, len(files), site_dir / "labels.csv")
     return rows
 

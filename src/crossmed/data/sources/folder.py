@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from crossmed.data.dicom_images import read_acquisition_device
 from crossmed.data.image_files import image_kind
 from crossmed.data.image_pipeline import report_problems
 from crossmed.data.sources import SourceTable, label_strings
@@ -129,7 +130,12 @@ def folder_table(deid_dir: str | Path, data_cfg) -> SourceTable:
                          "image_id": [image_id(p) for p in table[spec.image]],
                          "label": label_strings(labels), "split": table[spec.split] if spec.split else "",
                          "source_path": table[spec.image], "path": [str(deid_dir / p) for p in table[spec.image]]})
-    for column in spec.subgroups:
+    subgroups = list(spec.subgroups)
+    for column in subgroups:
         rows[column] = table[column].to_numpy()
+    if "device" not in subgroups and any(image_kind(p) == "dicom" for p in rows["path"]):
+        rows["device"] = [read_acquisition_device(p) if image_kind(p) == "dicom" else "" for p in rows["path"]]
+        subgroups.append("device")
+        log.info("device subgroup from the DICOM headers: %s", dict(rows["device"].replace("", "unknown").value_counts()))
     log.info("read %s: %d images from %d sites", path, len(rows), rows["site"].nunique())
-    return SourceTable(rows, labels, spec.task, list(spec.subgroups), {"type": "folder", "manifest": str(data_cfg.path)})
+    return SourceTable(rows, labels, spec.task, subgroups, {"type": "folder", "manifest": str(data_cfg.path)})
