@@ -1,11 +1,11 @@
-"""Stage `export`: TorchScript model and its JSON description under models/."""
+"""Stage `export`: models/export/ (TorchScript, ONNX, MLflow model, MONAI bundle, model card)."""
 
 from crossmed.export.study import export_study
 from crossmed.stage import run_stage
 
 
 def export(cfg) -> None:
-    """Write models/model.ts and models/model.json."""
+    """Write models/export/ and register the MLflow model."""
     export_study(cfg, f"{cfg.paths.models}/checkpoint.pt", f"{cfg.paths.experiments}/train/mlflow_run.json", cfg.paths.models)
 
 

@@ -53,8 +53,9 @@ def test_dvc_repro_runs_every_stage(study_repo):
     metrics = json.loads((repo / "experiments" / "metrics.json").read_text())
     assert set(metrics) == {"internal_test", "external_test", "external_gap"}
     assert {"auc", "auc_ci_low", "auc_ci_high", "accuracy", "sensitivity", "specificity"} <= set(metrics["internal_test"])
-    assert (repo / "models" / "model.ts").stat().st_size > 0
-    assert json.loads((repo / "models" / "model.json").read_text())["format"] == "torchscript"
+    assert (repo / "models" / "export" / "model" / "model.ts").stat().st_size > 0
+    assert set(json.loads((repo / "models" / "export" / "model" / "model.json").read_text())["files"]) == {"torchscript", "onnx"}
+    assert (repo / "models" / "export" / "bundle" / "configs" / "metadata.json").is_file()
     assert (repo / "data" / "deidentified" / "KR" / "audit.csv").is_file()
     run_id = json.loads((repo / "experiments" / "train" / "mlflow_run.json").read_text())["run_id"]
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'experiments' / 'mlflow.db'}")
@@ -75,7 +76,8 @@ def test_second_repro_runs_nothing(study_repo):
 @pytest.mark.slow
 def test_dvc_exp_run_composes_overrides(study_repo):
     repo, _, _ = study_repo
-    output = _sh(["dvc", "exp", "run", "-S", "experiment=smoke", "-S", "train.max_epochs=1", "-n", "one-epoch"], repo)
+    output = _sh(["dvc", "exp", "run", "-S", "experiment=smoke", "-S", "train.max_epochs=1", "-S", "export.formats=[torchscript]",
+                  "-n", "one-epoch"], repo)
     assert "Running stage 'train'" in output and "Running stage 'synthesize'" not in output
     shown = json.loads(_sh(["dvc", "exp", "show", "--json"], repo))
     text = json.dumps(shown)
@@ -95,6 +97,7 @@ def test_queued_grid_sweep_records_into_the_project_store(study_repo):
 
     repo, _, _ = study_repo
     output = _sh(["dvc", "exp", "run", "--queue", "-n", "lr", "-S", "experiment=smoke", "-S", "train.max_epochs=1",
+                  "-S", "export.formats=[torchscript]",
                   "-S", "train.learning_rate=0.01,0.003"], repo)  # not 0.001: DVC would restore that run from its run-cache
     assert "Queued experiment 'lr-1'" in output and "Queued experiment 'lr-2'" in output
     _sh(["dvc", "queue", "start"], repo)
@@ -124,7 +127,8 @@ def test_dvc_exp_run_on_a_medmnist_file(study_repo, tmp_path):
     repo, _, _ = study_repo
     npz = write_npz(tmp_path / "pathmnist_28.npz", "pathmnist", n=12)
     output = _sh(["dvc", "exp", "run", "-S", "experiment=smoke", "-S", "data=medmnist", "-S", "data.subset=pathmnist",
-                  "-S", f"data.path={npz}", "-S", "data.image_size=null", "-S", "train.max_epochs=1", "-n", "pathmnist"], repo)
+                  "-S", f"data.path={npz}", "-S", "data.image_size=null", "-S", "train.max_epochs=1",
+                  "-S", "export.formats=[torchscript]", "-n", "pathmnist"], repo)
     for stage in ("synthesize", "deidentify", "preprocess", "train", "evaluate", "export"):
         assert f"Running stage '{stage}'" in output
     shown = json.dumps(json.loads(_sh(["dvc", "exp", "show", "--json"], repo)))

@@ -15,9 +15,12 @@ from conftest import SHARED, run_stages, tiny_config
 from crossmed.data.processed import ProcessedData
 from crossmed.data.split import LeakageError
 from crossmed.errors import InputError
+from crossmed.inference.exported import ExportedModel
+from crossmed.inference.predict import predict_files
 from test_medmnist import write_npz
 
-MEDMNIST = ["data=medmnist", "data.image_size=null", "train.max_epochs=1", "train.batch_size=8"]
+MEDMNIST = ["data=medmnist", "data.image_size=null", "train.max_epochs=1", "train.batch_size=8",
+            "export.formats=[torchscript]"]  # ONNX, MLflow model and bundle are exported and checked in test_export_predict
 
 
 @pytest.mark.parametrize("subset,task,outputs", [
@@ -47,7 +50,14 @@ def test_medmnist_study_of_every_task_type(tmp_path, subset, task, outputs):
     assert metrics["internal_test"]["ece"] == calibration["sets"]["internal_test"]["before"]["ece"]
     assert "## Sites and subgroups" in report and "## Calibration" in report
     assert (evaluation / "gradcam").is_dir() != (task == "multilabel"), "Grad-CAM for single-label tasks"
-    model = json.loads((Path(cfg.paths.models) / "model.json").read_text())
+    exported = ExportedModel.load(Path(cfg.paths.models) / "export")
+    results = {r["file"]: r for r in predict_files(exported, [npz])}  # the MedMNIST file itself, raw uint8 in
+    table = pd.read_csv(evaluation / "predictions_internal_test.csv", dtype={"image_id": str})
+    for row in table.itertuples():
+        got = list(results[f"{npz}:test_images[{int(row.image_id.split('-')[1])}]"]["probabilities"].values())
+        want = [1 - row.probability, row.probability] if task == "binary" else [getattr(row, f"p_{i}") for i in range(outputs)]
+        assert got == pytest.approx(want, abs=2e-6), "predict applies the training preprocessing"
+    model = json.loads((Path(cfg.paths.models) / "export" / "model" / "model.json").read_text())
     assert model["inputs"]["image"]["shape"] == [-1, *data.images.shape[1:]]
     assert model["outputs"]["probabilities"]["activation"] == ("sigmoid per label" if task == "multilabel" else "softmax")
 
@@ -181,7 +191,7 @@ def test_nifti_volumes_train_in_3d(tmp_path):
     data = ProcessedData.load(cfg.paths.processed)
     assert data.images.shape[1:] == (1, 16, 16, 16) and data.task.spatial_dims == 3
     assert set(data.manifest["source_spacing_mm"]) == {"1x1x1", "1.5x1.5x2"}
-    model = json.loads((Path(cfg.paths.models) / "model.json").read_text())
+    model = json.loads((Path(cfg.paths.models) / "export" / "model" / "model.json").read_text())
     assert model["inputs"]["image"]["layout"] == "NCDHW"
 
 

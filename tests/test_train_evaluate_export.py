@@ -80,7 +80,8 @@ def test_mlflow_run_holds_params_metrics_tags_and_artifacts(trained_study):
     assert tags["crossmed.data.source"] == "dicom_sites" and tags["crossmed.task"] == "binary"
     assert tags["version.torch"].startswith("2.13.0") and "git.commit" in tags
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
-    assert {"model/model.ts", "model/model.json"} <= artifacts
+    assert {"model/model.ts", "model/model.onnx", "model/model.json", "model/model_card.md"} <= artifacts
+    assert "mlflow_model/MLmodel" in {a.path for a in client.list_artifacts(run.info.run_id, "mlflow_model")}
     evaluation = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
     assert "evaluation/roc.png" in evaluation and "evaluation/metrics.json" in evaluation
     assert {a.path for a in client.list_artifacts(run.info.run_id, "data")} == {"data/data_card.json", "data/data_card.md"}
@@ -88,12 +89,12 @@ def test_mlflow_run_holds_params_metrics_tags_and_artifacts(trained_study):
 
 def test_exported_model_matches_checkpoint(trained_study):
     models = Path(trained_study.paths.models)
-    description = json.loads((models / "model.json").read_text())
+    description = json.loads((models / "export" / "model" / "model.json").read_text())
     size = trained_study.data.image_size
     assert description["inputs"]["image"]["shape"] == [-1, 1, size, size]
     assert description["classes"] == list(trained_study.study.classes)
     assert description["operating_point"]["chosen_on"] == "val"
-    exported = torch.jit.load(str(models / "model.ts"))
+    exported = torch.jit.load(str(models / "export" / "model" / "model.ts"))
     checkpoint = torch.load(models / "checkpoint.pt", weights_only=True)
     net = build_network(checkpoint["model"]["net"])
     net.load_state_dict(checkpoint["state_dict"])

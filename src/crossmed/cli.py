@@ -1,4 +1,4 @@
-"""The `crossmed` command: de-identify a site's DICOM tree, generate a site key, keep params.yaml in step with conf/, queue a random search."""
+"""The `crossmed` command: de-identify a site's DICOM tree, generate a site key, keep params.yaml in step with conf/, queue a random search, predict with an exported model."""
 
 import argparse
 import json
@@ -79,6 +79,22 @@ def _sweep(args) -> int:
     return 0
 
 
+def _predict(args) -> int:
+    from crossmed.inference.exported import ExportedModel
+    from crossmed.inference.phi import PHIError
+    from crossmed.inference.predict import predict_files
+
+    model = ExportedModel.load(args.model, args.runtime)
+    try:
+        results = predict_files(model, args.files, args.saliency, allow_phi=False)
+    except PHIError as err:
+        print(json.dumps({"refused": str(err)}), file=sys.stderr)
+        return EXIT_REJECTED
+    for result in results:
+        print(json.dumps(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the `crossmed` command."""
     from crossmed.deid.profile import OPTIONS
@@ -146,6 +162,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a fixed override for every point, passed to dvc as -S (repeatable)")
     sweep.add_argument("--dry-run", action="store_true", help="print the dvc commands without queueing")
     sweep.set_defaults(handler=_sweep)
+
+    predict = sub.add_parser("predict", help="predict image files with an exported model; prints one JSON line per image",
+                             description="Apply the preprocessing recipe saved with the model, run it and print per image "
+                                         "{file, probabilities, predicted, threshold} as JSON lines. DICOM files must be "
+                                         "de-identified (Patient Identity Removed YES, no identifying attributes): others are "
+                                         "refused with exit 3. Exit 2: unusable model or file.")
+    predict.add_argument("model", metavar="MODEL", help="an export folder: models/export, its model/ folder or model.json")
+    predict.add_argument("files", metavar="FILES", nargs="+",
+                         help="DICOM, NIfTI, PNG/JPEG files, .npy arrays of raw pixels (one image or a stack) or a MedMNIST .npz")
+    predict.add_argument("--runtime", default="torchscript", choices=["torchscript", "onnx"],
+                         help="which exported file runs the network (default torchscript)")
+    predict.add_argument("--saliency", metavar="DIR", help="also write a Grad-CAM overlay PNG of the predicted class per image here")
+    predict.set_defaults(handler=_predict)
     return parser
 
 

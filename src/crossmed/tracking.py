@@ -5,6 +5,7 @@ import logging
 import os
 import subprocess
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -121,6 +122,13 @@ def save_run_reference(path: str | Path, run) -> None:
     """Write the run id and tracking URI so later stages log into the same run."""
     write_json_atomic(path, {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
                              "tracking_uri": mlflow.get_tracking_uri()})
+
+
+def run_provenance(run_id: str) -> dict:
+    """Return what identifies a training run: its ID, start time (UTC) and the code commit it ran (tracking URI set)."""
+    run = mlflow.get_run(run_id)
+    started = datetime.fromtimestamp(run.info.start_time / 1000, tz=timezone.utc)
+    return {"run_id": run_id, "started": f"{started:%Y-%m-%d %H:%M} UTC", "git_commit": run.data.tags.get("git.commit", "unknown")}
 
 
 @contextmanager

@@ -20,6 +20,7 @@ from crossmed.data.sources.folder import folder_table
 from crossmed.data.sources.medmnist_arrays import fill_medmnist, medmnist_preprocessing, medmnist_table
 from crossmed.data.split import SPLITS, assign_splits, check_leakage
 from crossmed.errors import ConfigError
+from crossmed.inference.recipe import Recipe
 from crossmed.files import atomic_directory, write_json_atomic, write_text_atomic
 
 log = logging.getLogger("crossmed.preprocess")
@@ -63,6 +64,7 @@ def _read_source(cfg, deid_dir: Path) -> tuple[SourceTable, tuple[int, ...], Cal
         table, arrays = medmnist_table(str(data.path), str(data.subset), int(data.size))
         size = int(data.image_size or data.size)
         table.preprocessing = medmnist_preprocessing(int(data.size), size, table.task.spatial_dims)
+        table.recipe = Recipe("medmnist", table.task.channels, table.task.spatial_dims, size, source_size=int(data.size)).as_dict()
         return table, (table.task.channels, *(size,) * table.task.spatial_dims), lambda out: (fill_medmnist(arrays, out, size), [])
     if data.source == "synthetic":
         table, problems = dicom_sites_table(deid_dir, list(cfg.study.sites), list(cfg.study.classes))
@@ -74,6 +76,7 @@ def _read_source(cfg, deid_dir: Path) -> tuple[SourceTable, tuple[int, ...], Cal
     grid = GridSpec(table.task.channels, table.task.spatial_dims, int(data.image_size),
                     float(data.spacing_mm) if data.get("spacing_mm") else None)
     table.preprocessing = grid_steps(grid, {image_kind(p) for p in table.rows["path"]})
+    table.recipe = Recipe("grid", grid.channels, grid.spatial_dims, grid.image_size, grid.spacing_mm).as_dict()
     return table, grid.shape, lambda out: process_files(list(table.rows["path"]), grid, out, workers)
 
 
@@ -118,7 +121,7 @@ def preprocess_study(cfg, deid_dir: str | Path, out_dir: str | Path) -> dict:
         np.save(tmp / LABELS_FILE, table.labels[keep])
         manifest[MANIFEST_COLUMNS + table.subgroups].to_csv(tmp / MANIFEST_FILE, index=False)
         card = data_card(manifest, table.task, table.description, table.preprocessing, list(shape), table.subgroups,
-                         list(cfg.study.external_sites), leakage)
+                         list(cfg.study.external_sites), leakage) | {"recipe": table.recipe}
         write_json_atomic(tmp / DATA_CARD_FILE, card)
         write_text_atomic(tmp / DATA_CARD_MARKDOWN, data_card_markdown(card))
     counts = {s: int((manifest["split"] == s).sum()) for s in SPLITS if (manifest["split"] == s).any()}

@@ -38,26 +38,28 @@ CHECKLIST = [("Data sources, setting, participants and sites", "Data"),
              ("Limitations", "Limitations")]
 
 
-def _read_json(path: Path) -> dict:
+def read_json(path: Path) -> dict:
+    """Return a JSON file an earlier stage wrote; raise InputError naming it when missing."""
     if not path.is_file():
         raise InputError(path, "missing: run the evaluate stage first")
     return json.loads(path.read_text())
 
 
-def _table(header: list[str], rows: list[list]) -> list[str]:
+def markdown_table(header: list[str], rows: list[list]) -> list[str]:
     """Return a Markdown table."""
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + \
            ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in rows] + [""]
 
 
-def _with_ci(result: dict) -> str:
+def with_ci(result: dict) -> str:
     """Return 'value (low to high)', or 'undefined' when the metric could not be computed."""
     if result.get("value") is None:
         return "undefined"
     return f"{result['value']:.3f} ({result['ci_low']:.3f} to {result['ci_high']:.3f})"
 
 
-def _data_section(card: dict, cfg: DictConfig) -> list[str]:
+def data_section(card: dict, cfg: DictConfig) -> list[str]:
+    """Return the data section: source, sites, de-identification, splits by site and the preprocessing steps."""
     rows = []
     for split, parts in card["splits"].items():
         for site, summary in parts["sites"].items():
@@ -73,7 +75,7 @@ def _data_section(card: dict, cfg: DictConfig) -> list[str]:
             "Splits are by patient (no patient in two splits); leakage check: "
             f"{leakage['patients_in_two_splits']} patients and {leakage['identical_images_across_splits']} identical images "
             f"across splits (policy {leakage['policy']}).", "",
-            *_table(["split", "site", "images", "patients", "labels"], rows),
+            *markdown_table(["split", "site", "images", "patients", "labels"], rows),
             "Preprocessing: " + "; ".join(card["preprocessing"]) + ".", ""]
 
 
@@ -91,7 +93,7 @@ def _model_section(cfg: DictConfig, history: pd.DataFrame, operating: dict) -> l
             + f", chosen on the validation split ({operating['val_images']} images) and applied unchanged to every test set.", ""]
 
 
-def _metric_name(key: str) -> str:
+def metric_name(key: str) -> str:
     """Return a metric's readable name (per-class AUCs as 'ROC AUC, <class>')."""
     return METRIC_NAMES.get(key) or (f"ROC AUC, {key[4:]}" if key.startswith("auc_") else key)
 
@@ -99,11 +101,11 @@ def _metric_name(key: str) -> str:
 def _performance_section(bootstrap: dict, binary: bool) -> list[str]:
     sets = list(bootstrap["sets"])
     keys = list(dict.fromkeys(k for values in bootstrap["sets"].values() for k in values))
-    rows = [[_metric_name(m), *[_with_ci(bootstrap["sets"][s][m]) if m in bootstrap["sets"][s] else "" for s in sets]]
+    rows = [[metric_name(m), *[with_ci(bootstrap["sets"][s][m]) if m in bootstrap["sets"][s] else "" for s in sets]]
             for m in keys]
     return ["## Performance", "",
             f"Values with {bootstrap['confidence']:.0%} intervals from {bootstrap['resamples']} bootstrap resamples of "
-            f"**patients** (seed {bootstrap['seed']}).", "", *_table(["metric", *sets], rows),
+            f"**patients** (seed {bootstrap['seed']}).", "", *markdown_table(["metric", *sets], rows),
             *(["![ROC](../evaluation/roc.png) ![Precision-recall](../evaluation/pr.png)", ""] if binary else [])]
 
 
@@ -111,14 +113,15 @@ def _gap_section(metrics: dict) -> list[str]:
     gap = metrics.get("external_gap")
     if not gap:
         return ["## External validation", "", "No external test set in this study.", ""]
-    rows = [[_metric_name(m), f"{gap[m]:+.3f} ({gap[m + '_ci_low']:+.3f} to {gap[m + '_ci_high']:+.3f})"]
+    rows = [[metric_name(m), f"{gap[m]:+.3f} ({gap[m + '_ci_low']:+.3f} to {gap[m + '_ci_high']:+.3f})"]
             for m in gap if "_ci_" not in m and gap[m] is not None]
     return ["## External validation", "", "Internal minus external test set: a positive gap means lower on the external site (for the Brier "
             "score and mean absolute error, where lower is better, a negative gap means worse there).", "",
-            *_table(["metric", "gap (95% interval)"], rows)]
+            *markdown_table(["metric", "gap (95% interval)"], rows)]
 
 
-def _calibration_section(calibration: dict) -> list[str]:
+def calibration_section(calibration: dict) -> list[str]:
+    """Return the calibration section: Brier and ECE per set, before and after temperature scaling."""
     rows = []
     for name, parts in calibration["sets"].items():
         after = parts.get("after_temperature_scaling", {})
@@ -128,11 +131,12 @@ def _calibration_section(calibration: dict) -> list[str]:
             (f"Temperature scaling fitted on validation: T = {temperature:.3f}. " if temperature else "")
             + f"ECE over {calibration['bins']} equal-width bins of {calibration.get('judged_on', 'P(positive class)')}. "
             "Decisions and AUC do not change with temperature scaling.", "",
-            *_table(["set", "Brier", "ECE", "Brier after scaling", "ECE after scaling"], rows),
+            *markdown_table(["set", "Brier", "ECE", "Brier after scaling", "ECE after scaling"], rows),
             "![Reliability](../evaluation/calibration.png)", ""]
 
 
-def _groups_section(groups: pd.DataFrame, task_type: str) -> list[str]:
+def groups_section(groups: pd.DataFrame, task_type: str) -> list[str]:
+    """Return one table per test set and group column with the headline metrics and their intervals."""
     headline = HEADLINE.get(task_type, HEADLINE_OTHER)
     lines = ["## Sites and subgroups", "",
              "Each cell: value (95% patient-bootstrap interval); † marks groups with fewer cases of some class than the "
@@ -144,15 +148,16 @@ def _groups_section(groups: pd.DataFrame, task_type: str) -> list[str]:
             flag = "" if bool(by_metric["reliable"].iloc[0]) else " †"
             positives = [int(by_metric["positives"].iloc[0])] if task_type == "binary" else []
             rows.append([f"{subgroup}{flag}", int(by_metric["images"].iloc[0]), int(by_metric["patients"].iloc[0]), *positives,
-                         *[_with_ci(by_metric.loc[m].to_dict()) if pd.notna(by_metric.loc[m, "value"]) else "undefined"
+                         *[with_ci(by_metric.loc[m].to_dict()) if pd.notna(by_metric.loc[m, "value"]) else "undefined"
                            for m in headline]])
         lines += [f"### {set_name}: by {group}", "",
-                  *_table([group, "images", "patients", *(["positives"] if task_type == "binary" else []),
+                  *markdown_table([group, "images", "patients", *(["positives"] if task_type == "binary" else []),
                            *[METRIC_NAMES[m] for m in headline]], rows)]
     return lines
 
 
-def _limitations(cfg: DictConfig, card: dict, groups: pd.DataFrame, operating: dict) -> list[str]:
+def limitations(cfg: DictConfig, card: dict, groups: pd.DataFrame, operating: dict) -> list[str]:
+    """Return the limitations section generated from the data, the subgroups and the decision rule."""
     notes = []
     if cfg.data.source == "synthetic":
         notes.append("The data are the built-in synthetic cohort: these figures demonstrate the pipeline, not clinical performance.")
@@ -190,14 +195,14 @@ def _provenance_line(provenance: dict | None) -> str:
 def report_markdown(cfg: DictConfig, evaluation: Path, metrics_path: Path, history_path: Path, card_path: Path,
                     provenance: dict | None = None) -> str:
     """Return the report as Markdown (figures referenced as ../evaluation/, i.e. from experiments/reports/)."""
-    metrics, card = _read_json(metrics_path), _read_json(card_path)
-    operating, history = _read_json(evaluation / "operating_point.json"), pd.read_csv(history_path)
+    metrics, card = read_json(metrics_path), read_json(card_path)
+    operating, history = read_json(evaluation / "operating_point.json"), pd.read_csv(history_path)
     comparison = json.loads((evaluation / "comparison.json").read_text()) if (evaluation / "comparison.json").is_file() else None
     lines = [f"# Validation report: {cfg.study.name}", "",
              _provenance_line(provenance) + "Every number below was measured by the evaluate stage; nothing is recomputed "
              "here.", "",
-             *_data_section(card, cfg), *_model_section(cfg, history, operating)]
-    bootstrap, calibration = _read_json(evaluation / "bootstrap.json"), _read_json(evaluation / "calibration.json")
+             *data_section(card, cfg), *_model_section(cfg, history, operating)]
+    bootstrap, calibration = read_json(evaluation / "bootstrap.json"), read_json(evaluation / "calibration.json")
     groups = pd.read_csv(evaluation / "metrics_by_group.csv")
     task_type = card["task"]["type"]
     kappa = {name: values["quadratic_kappa"] for name, values in metrics.items() if "quadratic_kappa" in values}
@@ -205,15 +210,15 @@ def report_markdown(cfg: DictConfig, evaluation: Path, metrics_path: Path, histo
               *(["Quadratic-weighted kappa of the most probable grade (point estimate): "
                  + ", ".join(f"{name} {value}" for name, value in kappa.items()) + ".", ""] if kappa else []),
               *_gap_section(metrics),
-              *_calibration_section(calibration), *_groups_section(groups, task_type)]
+              *calibration_section(calibration), *groups_section(groups, task_type)]
     if comparison:
         rows = [[name, r["compared_with"], r["auc_a"], r["auc_b"], f"{r['difference']:+.4f} ({r['ci_low']:+.4f} to {r['ci_high']:+.4f})",
                  f"{r['p_value']:.4g}"] for name, r in comparison["sets"].items()]
         lines += ["## Comparison with a reference model", "", f"{comparison['test']} test of ROC AUC on the same images.", "",
-                  *_table(["set", "reference", "AUC (this)", "AUC (reference)", "difference (95% CI)", "p"], rows)]
-    lines += [*_gradcam_section(evaluation), *_limitations(cfg, card, groups, operating),
+                  *markdown_table(["set", "reference", "AUC (this)", "AUC (reference)", "difference (95% CI)", "p"], rows)]
+    lines += [*_gradcam_section(evaluation), *limitations(cfg, card, groups, operating),
               "## Checklist", "", "Where this report covers the evaluation topics of TRIPOD+AI and CLAIM (item numbers: see the "
-              "official checklists).", "", *_table(["topic", "section"], [list(item) for item in CHECKLIST]),
+              "official checklists).", "", *markdown_table(["topic", "section"], [list(item) for item in CHECKLIST]),
               "## Configuration", "", "```yaml", OmegaConf.to_yaml(OmegaConf.masked_copy(cfg, ["study", "data", "model", "train",
                                                                                          "evaluate"])).strip(), "```", ""]
     return "\n".join(lines)
@@ -234,16 +239,20 @@ STYLE = ("body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto
          "img{max-width:48%;margin:.25rem}pre{background:#f6f6f6;padding:.5rem;overflow-x:auto;font-size:.8rem}")
 
 
+def html_document(text: str, title: str, markdown_dir: Path) -> str:
+    """Return Markdown as one self-contained HTML page; images referenced relative to `markdown_dir` are inlined."""
+    body = markdown.markdown(text, extensions=["tables", "fenced_code"])
+    return (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>"
+            f"<style>{STYLE}</style></head><body>{_embedded(body, markdown_dir)}</body></html>")
+
+
 def write_report(cfg: DictConfig, evaluation: Path, metrics_path: Path, history_path: Path, card_path: Path, out_dir: Path,
                  provenance: dict | None = None) -> tuple[Path, Path]:
     """Write validation_report.md and validation_report.html (images inlined) under `out_dir`; return both paths."""
     text = report_markdown(cfg, evaluation, metrics_path, history_path, card_path, provenance)
     figures = Path(os.path.relpath(evaluation, out_dir)).as_posix()
     text = text.replace("](../evaluation/", f"]({figures}/")
-    body = markdown.markdown(text, extensions=["tables", "fenced_code"])
-    html = (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Validation report: {cfg.study.name}</title>"
-            f"<style>{STYLE}</style></head><body>{_embedded(body, out_dir)}</body></html>")
     md_path, html_path = out_dir / "validation_report.md", out_dir / "validation_report.html"
     write_text_atomic(md_path, text)
-    write_text_atomic(html_path, html)
+    write_text_atomic(html_path, html_document(text, f"Validation report: {cfg.study.name}", out_dir))
     return md_path, html_path

@@ -1,7 +1,6 @@
 """The report stage as a library call: the validation report from the evaluate stage's files, logged to the run."""
 
 import logging
-from datetime import datetime, timezone
 from pathlib import Path
 
 import mlflow
@@ -9,23 +8,16 @@ from omegaconf import DictConfig
 
 from crossmed.data.processed import DATA_CARD_FILE
 from crossmed.evaluation.report import write_report
-from crossmed.tracking import resume_run
+from crossmed.tracking import resume_run, run_provenance
 
 log = logging.getLogger("crossmed.report")
-
-
-def run_provenance(run) -> dict:
-    """Return what identifies the reported model: the MLflow run, when it started (UTC) and the code commit it trained from."""
-    started = datetime.fromtimestamp(run.info.start_time / 1000, tz=timezone.utc)
-    return {"run_id": run.info.run_id, "started": f"{started:%Y-%m-%d %H:%M} UTC",
-            "git_commit": run.data.tags.get("git.commit", "unknown")}
 
 
 def report_study(cfg: DictConfig, run_reference: str | Path, out_dir: str | Path) -> tuple[Path, Path]:
     """Write experiments/reports/validation_report.{md,html} and attach both to the training run."""
     experiments = Path(cfg.paths.experiments)
     with resume_run(run_reference) as run:
-        provenance = run_provenance(mlflow.get_run(run.info.run_id))
+        provenance = run_provenance(run.info.run_id)
         paths = write_report(cfg, experiments / "evaluation", experiments / "metrics.json",
                              experiments / "train" / "history.csv", Path(cfg.paths.processed) / DATA_CARD_FILE, Path(out_dir),
                              provenance)

@@ -1,11 +1,11 @@
-"""The JSON that travels with an exported model: inputs, preprocessing, outputs, classes, operating point."""
+"""The JSON that travels with an exported model: files, inputs, preprocessing recipe, outputs, classes, operating point."""
 
 from crossmed import __version__
 from crossmed.tracking import package_versions
 
 
-def model_description(name: str, model_file: str, input_shape: list[int], preprocessing: list[str], task: dict,
-                      operating_point: dict, metrics: dict, training: dict, parity: dict) -> dict:
+def model_description(name: str, files: dict[str, str], recipe: dict, input_shape: list[int], preprocessing: list[str],
+                      task: dict, operating_point: dict, metrics: dict, training: dict, parity: dict) -> dict:
     """Return the description a user needs to feed the exported model and read its output."""
     classes = list(task["classes"])
     layout = "NCHW" if len(input_shape) == 3 else "NCDHW"
@@ -13,10 +13,10 @@ def model_description(name: str, model_file: str, input_shape: list[int], prepro
     return {
         "name": name,
         "crossmed_version": __version__,
-        "format": "torchscript",
-        "file": model_file,
+        "files": files,
         "inputs": {"image": {"shape": [-1, *input_shape], "dtype": "float32", "layout": layout}},
         "preprocessing": preprocessing,
+        "recipe": recipe,
         "outputs": {"probabilities": {"shape": [-1, len(classes)], "dtype": "float32", "classes": classes,
                                       "activation": activation}},
         "task": task,

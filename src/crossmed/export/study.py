@@ -1,4 +1,10 @@
-"""The export stage as a library call: TorchScript model plus its JSON description, parity-checked."""
+"""The export stage as a library call: every artifact under models/export/, parity-checked, logged and registered.
+
+    models/export/model/          model.json (inputs, recipe, classes, threshold), model.ts, model.onnx: `crossmed predict`
+    models/export/mlflow_model/   the MLflow pyfunc model (image bytes in), also registered in the Model Registry
+    models/export/bundle/         a MONAI bundle (configs/metadata.json, configs/inference.json, models/model.ts)
+    models/export/model_card.md   the model card, and its self-contained HTML twin
+"""
 
 import json
 import logging
@@ -9,16 +15,23 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from crossmed.data.processed import ProcessedData
+from crossmed.data.processed import DATA_CARD_FILE, ProcessedData
 from crossmed.errors import ConfigError, InputError
 from crossmed.evaluation.study import load_trained_network
+from crossmed.export.bundle import write_bundle
 from crossmed.export.description import model_description
+from crossmed.export.model_card import write_model_card
+from crossmed.export.onnx_export import check_onnx_parity, export_onnx
+from crossmed.export.pyfunc_model import save_pyfunc
+from crossmed.export.registry import register_model
 from crossmed.export.torchscript import check_parity, export_torchscript
-from crossmed.files import write_json_atomic
-from crossmed.tracking import resume_run
+from crossmed.files import atomic_directory, write_json_atomic
+from crossmed.inference.recipe import Recipe, example_pixels
+from crossmed.tracking import resume_run, run_provenance
 
 log = logging.getLogger("crossmed.export")
-KNOWN_FORMATS = {"torchscript"}
+KNOWN_FORMATS = ("torchscript", "onnx", "mlflow", "bundle")
+PORTABLE, MLFLOW_MODEL, BUNDLE = "model", "mlflow_model", "bundle"
 
 
 def _read_json(path: Path) -> dict:
@@ -27,34 +40,98 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def export_study(cfg: DictConfig, checkpoint_path: str | Path, run_reference: str | Path, out_dir: str | Path) -> dict:
-    """Write models/model.ts and models/model.json; log both to the training run; return the description."""
-    unknown = set(cfg.export.formats) - KNOWN_FORMATS
+def _formats(cfg: DictConfig) -> list[str]:
+    """Return export.formats checked: known names, TorchScript always (the other artifacts are built on it)."""
+    formats = list(cfg.export.formats)
+    unknown = sorted(set(formats) - set(KNOWN_FORMATS))
     if unknown:
-        raise ConfigError("export.formats", f"unknown format(s) {sorted(unknown)} (known: {sorted(KNOWN_FORMATS)})")
-    out_dir = Path(out_dir)
+        raise ConfigError("export.formats", f"unknown format(s) {unknown} (known: {', '.join(KNOWN_FORMATS)})")
+    if "torchscript" not in formats:
+        raise ConfigError("export.formats", "torchscript is needed: the MLflow model, the bundle and Grad-CAM use it")
+    return formats
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    """Return an array as .npy file bytes."""
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def export_study(cfg: DictConfig, checkpoint_path: str | Path, run_reference: str | Path, out_dir: str | Path) -> dict:
+    """Write models/export/ (portable model, MLflow model, MONAI bundle, model card); log and register them; return model.json."""
+    formats = _formats(cfg)
+    out_dir = Path(out_dir) / "export"
     net, checkpoint = load_trained_network(checkpoint_path, torch.device("cpu"))
+    recipe = Recipe.from_dict(checkpoint.get("recipe"), str(checkpoint_path))
     data = ProcessedData.load(cfg.paths.processed)
-    sample = np.array(data.images[: min(len(data.images), 64)])  # a copy, not a read-only view of the memory map
+    val = data.split("val") if len(data.split("val").labels) else data.split("train")
+    images = np.array(val.images[: int(cfg.export.parity_images)])  # a copy, not a read-only view of the memory map
     multilabel = checkpoint["task"]["type"] == "multilabel"
-    model_path = out_dir / "model.ts"
-    export_torchscript(net, sample, model_path, multilabel)
-    difference = check_parity(net, model_path, sample, float(cfg.export.parity_atol), multilabel)
-    log.info("TorchScript parity on %d images: max |difference| %.2e (tolerance %.0e)", len(sample), difference, cfg.export.parity_atol)
     experiments = Path(cfg.paths.experiments)
-    reference = _read_json(Path(run_reference))
-    description = model_description(
-        name=f"{cfg.study.name}-{checkpoint['model']['name']}", model_file=model_path.name,
-        input_shape=list(checkpoint["input_shape"]), preprocessing=list(checkpoint["preprocessing"]), task=checkpoint["task"],
-        operating_point=_read_json(experiments / "evaluation" / "operating_point.json"),
-        metrics=_read_json(experiments / "metrics.json"),
-        training={"mlflow_run_id": reference["run_id"], "epoch": checkpoint.get("epoch"), "val_auc": checkpoint.get("val_auc"),
-                  "network": checkpoint["model"]["net"]},
-        parity={"images": int(len(sample)), "max_abs_difference": difference, "tolerance": float(cfg.export.parity_atol)})
-    write_json_atomic(out_dir / "model.json", description)
-    with resume_run(run_reference):
-        mlflow.log_artifact(str(model_path), artifact_path="model")
-        mlflow.log_artifact(str(out_dir / "model.json"), artifact_path="model")
-        mlflow.log_metric("export_parity_max_abs_difference", difference)
-    log.info("wrote %s and %s", model_path, out_dir / "model.json")
+    with resume_run(run_reference) as run:  # the training run's start and commit go into the description
+        provenance = run_provenance(run.info.run_id)
+    with atomic_directory(out_dir) as work:
+        portable = work / PORTABLE
+        files, parity = {"torchscript": "model.ts"}, {}
+        export_torchscript(net, images, portable / "model.ts", multilabel)
+        parity["torchscript"] = _parity("TorchScript", check_parity(net, portable / "model.ts", images,
+                                                                    float(cfg.export.parity_atol), multilabel),
+                                        len(images), float(cfg.export.parity_atol))
+        if "onnx" in formats:
+            export_onnx(net, images, portable / "model.onnx", int(cfg.export.onnx_opset), multilabel)
+            files["onnx"] = "model.onnx"
+            parity["onnx"] = _parity("ONNX (onnxruntime)", check_onnx_parity(net, portable / "model.onnx", images,
+                                                                            float(cfg.export.onnx_parity_atol), multilabel),
+                                     len(images), float(cfg.export.onnx_parity_atol))
+        description = model_description(
+            name=f"{cfg.study.name}-{checkpoint['model']['name']}", files=files, recipe=recipe.as_dict(),
+            input_shape=list(checkpoint["input_shape"]), preprocessing=list(checkpoint["preprocessing"]), task=checkpoint["task"],
+            operating_point=_read_json(experiments / "evaluation" / "operating_point.json"),
+            metrics=_read_json(experiments / "metrics.json"),
+            training={"mlflow_run_id": provenance["run_id"], "started": provenance["started"],
+                      "git_commit": provenance["git_commit"], "epoch": checkpoint.get("epoch"),
+                      "val_auc": checkpoint.get("val_auc"), "network": checkpoint["model"]["net"],
+                      "data_sha256": data_fingerprint(cfg.paths.processed)},
+            parity=parity)
+        write_json_atomic(portable / "model.json", description)
+        example = _npy_bytes(example_pixels(recipe, images[0]))
+        if "mlflow" in formats:
+            save_pyfunc(work / MLFLOW_MODEL, portable, example, list(description["classes"]))
+        if "bundle" in formats:
+            write_bundle(work / BUNDLE, portable, description, example)
+        write_model_card(cfg, description, experiments / "evaluation", Path(cfg.paths.processed) / DATA_CARD_FILE,
+                         work / "model_card.md")
+    with resume_run(run_reference) as run:
+        mlflow.log_artifacts(str(out_dir / PORTABLE), artifact_path="model")
+        for name in ("model_card.md", "model_card.html"):
+            mlflow.log_artifact(str(out_dir / name), artifact_path="model")
+        mlflow.log_metrics({f"export_parity_{runtime}": result["max_abs_difference"] for runtime, result in parity.items()})
+        if "mlflow" in formats:
+            mlflow.log_artifacts(str(out_dir / MLFLOW_MODEL), artifact_path=MLFLOW_MODEL)
+            if cfg.export.register:
+                register_model(run.info.run_id, MLFLOW_MODEL, str(cfg.export.registered_name), description)
+    log.info("wrote %s: %s", out_dir, ", ".join(sorted(p.name for p in out_dir.iterdir())))
     return description
+
+
+def _parity(runtime: str, difference: float, images: int, tolerance: float) -> dict:
+    """Log and return one runtime's parity check."""
+    log.info("%s parity on %d validation images: max |difference| %.2e (tolerance %.0e)", runtime, images, difference, tolerance)
+    return {"images": images, "max_abs_difference": difference, "tolerance": tolerance}
+
+
+def data_fingerprint(folder: str | Path) -> str:
+    """Return the SHA-256 over the processed dataset's files (names and contents): which data the model was trained on."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(folder).iterdir()):
+        if path.is_file():
+            digest.update(path.name.encode() + b"\0")
+            with path.open("rb") as stream:
+                for block in iter(lambda: stream.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()

@@ -63,7 +63,7 @@ def _train(cfg: DictConfig, ranks: Ranks, device, checkpoint_path: Path, history
              ", ".join(f"{k} {v}" for k, v in package_versions().items() if k in ("torch", "monai", "numpy")))
     checkpoint_info = {"model": {**OmegaConf.to_container(cfg.model, resolve=True), "net": net_cfg}, "task": task.as_dict(),
                        "input_shape": list(data.images.shape[1:]), "preprocessing": list(data.card["preprocessing"]),
-                       "classes": list(task.classes)}
+                       "recipe": data.card.get("recipe"), "classes": list(task.classes)}
     state_path = Path(cfg.paths.models) / "resume" / STATE_FILE
     state_id = fingerprint(STATE_FORMAT, OmegaConf.to_container(cfg.train, resolve=True), net_cfg, int(cfg.seed),
                            device.type, ranks.world_size, file_sha256(Path(cfg.paths.processed) / MANIFEST_FILE))

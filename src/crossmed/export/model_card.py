@@ -1,0 +1,76 @@
+"""The model card (Markdown and self-contained HTML) that travels with an export: use, data, evaluation, limits, versions."""
+
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import DictConfig
+
+from crossmed.evaluation.report import (calibration_section, data_section, groups_section, html_document, limitations,
+                                        markdown_table, metric_name, read_json, with_ci)
+from crossmed.files import write_text_atomic
+
+HEADLINE = ("auc", "sensitivity", "specificity", "ppv", "npv", "accuracy", "balanced_accuracy", "brier")
+
+
+def _evaluation_rows(metrics: dict) -> list[list]:
+    """Return one row per headline metric with its interval in each test set."""
+    sets = [name for name in metrics if name != "external_gap"]
+    keys = [k for k in HEADLINE if any(k in metrics[s] for s in sets)]
+    return [[metric_name(key), *[with_ci({"value": metrics[s].get(key), "ci_low": metrics[s].get(f"{key}_ci_low"),
+                             "ci_high": metrics[s].get(f"{key}_ci_high")}) if metrics[s].get(f"{key}_ci_low") is not None
+                    else metrics[s].get(key, "") for s in sets]] for key in keys]
+
+
+def model_card_markdown(cfg: DictConfig, description: dict, evaluation: Path, card_path: Path) -> str:
+    """Return the model card as Markdown, from the model description, the evaluation folder and the data card."""
+    card, use = read_json(card_path), cfg.export.card
+    metrics, operating = description["metrics"], description["operating_point"]
+    groups = pd.read_csv(evaluation / "metrics_by_group.csv")
+    calibration = read_json(evaluation / "calibration.json")
+    sets = [name for name in metrics if name != "external_gap"]
+    training, recipe = description["training"], description["recipe"]
+    threshold = (f"threshold **{operating['threshold']:.4f}** on P({description['classes'][1]}) chosen by {operating['method']}"
+                 f" on {operating['val_images']} validation images" if description["task"]["type"] == "binary"
+                 else operating["method"])
+    lines = [f"# Model card: {description['name']}", "",
+             f"{description['task']['type'].capitalize()} classifier of {cfg.study.task} "
+             f"({', '.join(description['classes'])}). Exported by crossmed {description['crossmed_version']} from MLflow run "
+             f"`{training['mlflow_run_id']}` (epoch {training['epoch']}).", "",
+             "## Intended use", "", str(use.intended_use).strip(), "",
+             "Intended users: " + "; ".join(use.intended_users) + ".", "",
+             "## Not intended for", "", *[f"- {item}" for item in use.not_intended], "",
+             "## Inputs and outputs", "",
+             f"Input: {recipe['channels']} channel(s), {recipe['spatial_dims']}D, prepared to "
+             f"{' x '.join([str(recipe['image_size'])] * recipe['spatial_dims'])} by the recipe in model.json "
+             f"({recipe['kind']}); files: DICOM (de-identified only), NIfTI, PNG/JPEG, or arrays of raw pixels.", "",
+             "Preprocessing: " + "; ".join(description["preprocessing"]) + ".", "",
+             f"Output: {description['outputs']['probabilities']['activation']} probabilities for "
+             f"{', '.join(description['classes'])}; decision: {threshold}.", "",
+             *data_section(card, cfg),
+             "## Evaluation", "", "Values with 95% intervals from bootstrap resamples of patients; the operating point was fixed "
+             "on validation before the test sets were seen.", "",
+             *markdown_table(["metric", *sets], _evaluation_rows(metrics)),
+             *calibration_section(calibration)[:-2], "The exported model returns the probabilities before temperature "
+             "scaling; the operating point was chosen on those.", "", *groups_section(groups, description["task"]["type"]),
+             *limitations(cfg, card, groups, operating),
+             "## Versions", "",
+             *markdown_table(["what", "version"], [["processed data (SHA-256)", f"`{training['data_sha256']}`"],
+                                                   ["training run (MLflow)", f"`{training['mlflow_run_id']}`, started "
+                                                                             f"{training.get('started', 'unknown')}"],
+                                                   ["code (git commit of the training run)", f"`{training.get('git_commit', 'unknown')}`"],
+                                                   ["network", f"`{training['network']['_target_']}`"],
+                                                   *[[k, v] for k, v in description["package_versions"].items()]]),
+             "Parity of the exported files with the PyTorch model on validation images: " + "; ".join(
+                 f"{runtime} max |difference| {p['max_abs_difference']:.1e} (tolerance {p['tolerance']:.0e})"
+                 for runtime, p in description["parity"].items()) + ".", ""]
+    return "\n".join(lines).replace("](../evaluation/", "](")
+
+
+def write_model_card(cfg: DictConfig, description: dict, evaluation: Path, card_path: Path, path: Path) -> tuple[Path, Path]:
+    """Write model_card.md and model_card.html beside it; return both paths."""
+    text = model_card_markdown(cfg, description, evaluation, card_path)
+    write_text_atomic(path, text)
+    html_path = path.with_suffix(".html")
+    write_text_atomic(html_path, html_document(text, f"Model card: {description['name']}", path.parent))
+    return path, html_path
+

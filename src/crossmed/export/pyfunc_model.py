@@ -1,0 +1,67 @@
+"""The MLflow model (pyfunc) of an export: raw image bytes in, probabilities and the decision at the operating point out.
+
+Its predict takes a DataFrame with an `image` column of file bytes (DICOM, PNG, JPEG, NIfTI, or a .npy array
+of raw pixels; base64 in a REST request) and applies the preprocessing recipe the model was validated with.
+The crossmed package travels inside the model (code_paths), so `mlflow models serve` needs no checkout.
+"""
+
+import base64
+import logging
+from importlib.metadata import version
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.models import infer_signature
+
+log = logging.getLogger("crossmed.export")
+ARTIFACT = "exported_model"
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # src/crossmed: shipped with the model
+REQUIREMENTS = ("torch", "monai", "numpy", "pandas", "pydicom", "nibabel", "pillow", "onnxruntime", "hydra-core")
+
+
+class CrossmedImageModel(mlflow.pyfunc.PythonModel):
+    """pyfunc wrapper of an exported crossmed model (TorchScript runtime)."""
+
+    def load_context(self, context):
+        """Load the exported model folder shipped as an artifact."""
+        from crossmed.inference.exported import ExportedModel
+
+        self.model = ExportedModel.load(context.artifacts[ARTIFACT], runtime="torchscript")
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        """Return one row per image: p_<class> columns, the predicted label and the threshold used."""
+        from crossmed.inference.predict import predict_prepared, prepared_bytes
+
+        items = []
+        for row, data in enumerate(model_input["image"]):
+            items += prepared_bytes(self.model, base64.b64decode(data) if isinstance(data, str) else bytes(data), f"row {row}")
+        return result_frame([result for _, _, result in predict_prepared(self.model, iter(items))],
+                            list(self.model.description["classes"]))
+
+
+def result_frame(results: list[dict], classes: list[str]) -> pd.DataFrame:
+    """Return results as a table: file, p_<class> per class, predicted (';'-joined for multi-label), threshold."""
+    rows = []
+    for result in results:
+        predicted = result["predicted"]
+        rows.append({"image": result["file"], **{f"p_{name}": result["probabilities"][name] for name in classes},
+                     "predicted": ";".join(predicted) if isinstance(predicted, list) else predicted,
+                     "threshold": float(result.get("threshold", np.nan))})
+    return pd.DataFrame(rows)
+
+
+def save_pyfunc(folder: Path, exported_dir: Path, example_image: bytes, classes: list[str]) -> None:
+    """Write the MLflow model under `folder` from the exported model folder, with its signature and an input example."""
+    from crossmed.inference.exported import ExportedModel
+    from crossmed.inference.predict import predict_prepared, prepared_bytes
+
+    example = pd.DataFrame({"image": [example_image]})
+    model = ExportedModel.load(exported_dir)
+    output = result_frame([r for _, _, r in predict_prepared(model, iter(prepared_bytes(model, example_image, "row 0")))],
+                          classes)
+    mlflow.pyfunc.save_model(str(folder), python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
+                             artifacts={ARTIFACT: str(exported_dir)}, code_paths=[str(PACKAGE_DIR)],
+                             signature=infer_signature(example, output), input_example=example,
+                             pip_requirements=[f"{name}=={version(name)}" for name in REQUIREMENTS])

@@ -1,0 +1,1 @@
+"""Running an exported model on new images: the preprocessing recipe, image decoding, PHI checks, prediction."""

@@ -1,0 +1,131 @@
+"""Predict image files with an exported model: one JSON-ready result per image, optional Grad-CAM overlays."""
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from crossmed.data.image_files import image_kind
+from crossmed.data.sources.folder import image_id
+from crossmed.errors import InputError
+from crossmed.inference.exported import ExportedModel, decide
+from crossmed.inference.image_bytes import BytesAsFile, load_npy, sniff
+from crossmed.inference.phi import refuse_phi
+from crossmed.inference.recipe import Recipe, prepare
+
+log = logging.getLogger("crossmed.predict")
+BATCH = 32
+
+
+def _arrays_of(path: Path, array: np.ndarray, recipe: Recipe) -> Iterator[tuple[str, np.ndarray]]:
+    """Yield (name, image) from an array of one image ([C,] *spatial, or channels last) or a stack (N, [C,] *spatial)."""
+    dims, channels = recipe.spatial_dims, recipe.channels
+    single = array.ndim == dims or (array.ndim == dims + 1 and (array.shape[0] == channels or
+                                                               (channels > 1 and array.shape[-1] == channels)))
+    if single:
+        yield str(path), array
+        return
+    for i, image in enumerate(array):
+        yield f"{path}[{i}]", image
+
+
+def prepared_images(model: ExportedModel, paths: list[str | Path], allow_phi: bool = False) -> Iterator[tuple[str, np.ndarray]]:
+    """Yield (name, network input) per image of the files: DICOM, NIfTI, PNG/JPEG, .npy arrays or a MedMNIST .npz."""
+    recipe = model.recipe
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise InputError(path, "file not found")
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as arrays:
+                keys = [k for k in arrays.files if k.endswith("_images")] or list(arrays.files)
+                for key in keys:
+                    for name, image in _arrays_of(Path(f"{path}:{key}"), arrays[key], recipe):
+                        yield name, prepare(recipe, image, name)
+            continue
+        if path.suffix == ".npy":
+            for name, image in _arrays_of(path, load_npy(path.read_bytes(), str(path)), recipe):
+                yield name, prepare(recipe, image, name)
+            continue
+        if image_kind(path) is None:
+            raise InputError(path, "unknown image type (known: .dcm, .nii, .nii.gz, .png, .jpg, .jpeg, .npy, .npz)")
+        if image_kind(path) == "dicom" and not allow_phi:
+            refuse_phi(path)
+        yield str(path), prepare(recipe, path)
+
+
+def prepared_bytes(model: ExportedModel, data: bytes, name: str, allow_phi: bool = False) -> list[tuple[str, np.ndarray]]:
+    """Return (name, network input) per image in file bytes of any supported format (the MLflow model's input)."""
+    kind = sniff(data)
+    if kind is None:
+        raise InputError(name, "bytes are not a DICOM, PNG, JPEG, NIfTI or .npy image")
+    if kind == "npy":
+        return [(n, prepare(model.recipe, image, n)) for n, image in _arrays_of(Path(name), load_npy(data, name),
+                                                                                 model.recipe)]
+    with BytesAsFile(data, kind) as path:
+        if kind == "dicom" and not allow_phi:
+            refuse_phi(path)
+        return [(name, prepare(model.recipe, path, name))]
+
+
+def predict_prepared(model: ExportedModel, items: Iterator[tuple[str, np.ndarray]]) -> Iterator[tuple[str, np.ndarray, dict]]:
+    """Yield (name, network input, result) for prepared images, run in batches."""
+    pending: list[tuple[str, np.ndarray]] = []
+
+    def flush():
+        probabilities = model.probabilities(np.stack([image for _, image in pending]))
+        for (name, image), p in zip(pending, probabilities):
+            yield name, image, {"file": name, **decide(model.description, p)}
+        pending.clear()
+
+    for item in items:
+        pending.append(item)
+        if len(pending) == BATCH:
+            yield from flush()
+    if pending:
+        yield from flush()
+
+
+def predict_files(model: ExportedModel, paths: list[str | Path], saliency_dir: str | Path | None = None,
+                  allow_phi: bool = False) -> list[dict]:
+    """Return one result per image of `paths`; with `saliency_dir`, also write a Grad-CAM overlay PNG per image."""
+    saliency = _Saliency(model, Path(saliency_dir)) if saliency_dir else None
+    results = []
+    for name, image, result in predict_prepared(model, prepared_images(model, paths, allow_phi)):
+        if saliency is not None:
+            result["saliency"] = saliency.write(name, image, result, len(results))
+        results.append(result)
+        if len(results) % 100 == 0:
+            log.info("predicted %d images", len(results))
+    log.info("predicted %d image(s) from %d file(s) with %s (%s)", len(results), len(paths), model.folder, model.runtime)
+    return results
+
+
+class _Saliency:
+    """Grad-CAM (MONAI) of the predicted class on the PyTorch network rebuilt from the export, written as overlays."""
+
+    def __init__(self, model: ExportedModel, out_dir: Path):
+        from monai.visualize import GradCAM
+
+        from crossmed.evaluation.saliency import last_convolutional_block
+
+        if model.description["task"]["type"] == "multilabel":
+            raise InputError(out_dir, "--saliency draws the predicted class of single-label models; this one is multi-label")
+        self.net, self.classes, self.out_dir = model.eager_network(), list(model.description["classes"]), out_dir
+        self.layer = last_convolutional_block(self.net)
+        self.cam = GradCAM(nn_module=self.net, target_layers=self.layer)
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+    def write(self, name: str, image: np.ndarray, result: dict, number: int) -> str:
+        """Write one overlay and return its path."""
+        import torch
+
+        from crossmed.evaluation.saliency import overlay_png
+
+        index = self.classes.index(result["predicted"])
+        with torch.enable_grad():
+            heat = self.cam(torch.as_tensor(image[None]), class_idx=index)[0, 0].detach().numpy()
+        path = self.out_dir / f"{number:04d}_{image_id(name.split(':')[0].split('[')[0])[:64]}.png"
+        overlay_png(image, heat, f"{Path(name).name}\npredicted {result['predicted']} "
+                                 f"(P = {result['probabilities'][result['predicted']]:.2f}), Grad-CAM at {self.layer}", path)
+        return str(path)

@@ -1,0 +1,206 @@
+"""Exported models: TorchScript and ONNX parity, `crossmed predict` on real files, PHI refusal, the MLflow model, its
+registry entry and `mlflow models serve`, the MONAI bundle with MONAI's own tools, and the model card."""
+
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import onnx
+import pandas as pd
+import pydicom
+import pytest
+from PIL import Image
+from pydicom.data import get_testdata_file
+
+from conftest import REPO, SHARED
+from crossmed.errors import ConfigError
+from crossmed.export.torchscript import ParityError
+from crossmed.inference.exported import ExportedModel
+from crossmed.inference.predict import predict_files
+
+CLI = [sys.executable, "-m", "crossmed.cli"]
+
+
+def _export(study) -> Path:
+    return Path(study.paths.models) / "export"
+
+
+def _deidentified_dicoms(study, site: str, count: int) -> list[Path]:
+    return sorted((Path(study.paths.deidentified) / site).rglob("*.dcm"))[:count]
+
+
+def _evaluated(study, set_name: str) -> pd.Series:
+    table = pd.read_csv(Path(study.paths.experiments) / "evaluation" / f"predictions_{set_name}.csv", dtype={"image_id": str})
+    return table.set_index("image_id")["probability"]
+
+
+def _run(args, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=300, **kwargs)
+
+
+def test_onnx_has_a_dynamic_batch_and_matches_on_validation(trained_study):
+    model_dir = _export(trained_study) / "model"
+    description = json.loads((model_dir / "model.json").read_text())
+    assert description["files"] == {"torchscript": "model.ts", "onnx": "model.onnx"}
+    assert description["parity"]["onnx"]["max_abs_difference"] <= 1e-4 and description["parity"]["onnx"]["images"] > 0
+    graph = onnx.load(str(model_dir / "model.onnx"))
+    assert graph.opset_import[0].version >= 18 and graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param
+    assert description["recipe"]["kind"] == "grid" and description["recipe"]["image_size"] == trained_study.data.image_size
+    images = np.load(Path(trained_study.paths.processed) / "images.npy")[:5]
+    torchscript, onnx_model = ExportedModel.load(model_dir), ExportedModel.load(model_dir, "onnx")
+    for batch in (images[:1], images):  # any batch size
+        assert np.abs(torchscript.probabilities(batch) - onnx_model.probabilities(batch)).max() < 1e-4
+
+
+def test_predict_cli_equals_the_validated_model_and_writes_saliency(trained_study, tmp_path):
+    files = _deidentified_dicoms(trained_study, "EE", 3)
+    result = _run([*CLI, "predict", str(_export(trained_study)), *map(str, files), "--saliency", str(tmp_path / "cam")])
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    evaluated = _evaluated(trained_study, "external_test")
+    threshold = json.loads((Path(trained_study.paths.experiments) / "evaluation" / "operating_point.json").read_text())["threshold"]
+    for path, line in zip(files, lines):
+        p = line["probabilities"]["opacity"]
+        assert p == pytest.approx(evaluated[path.stem], abs=2e-6), "raw DICOM in, the evaluated probability out"
+        assert line["predicted"] == ("opacity" if p >= threshold else "no_opacity") and line["threshold"] == threshold
+        assert Path(line["saliency"]).stat().st_size > 1000
+    onnx_result = predict_files(ExportedModel.load(_export(trained_study) / "model", "onnx"), files[:1])[0]
+    assert onnx_result["probabilities"]["opacity"] == pytest.approx(lines[0]["probabilities"]["opacity"], abs=1e-4)
+
+
+def test_dicom_with_phi_is_refused(trained_study, tmp_path):
+    raw = sorted((Path(trained_study.paths.raw) / "KR").rglob("*.dcm"))[0]
+    result = _run([*CLI, "predict", str(_export(trained_study)), str(raw)])
+    assert result.returncode == 3 and "not de-identified" in result.stderr and result.stdout == ""
+    assert "Patient Identity Removed" in result.stderr
+    flagged = pydicom.dcmread(_deidentified_dicoms(trained_study, "KR", 1)[0])
+    flagged.PatientBirthDate = "19700101"  # marked as de-identified, but a date of birth came back
+    flagged.save_as(tmp_path / "birthdate.dcm")
+    model = ExportedModel.load(_export(trained_study))
+    from crossmed.inference.phi import PHIError
+
+    with pytest.raises(PHIError, match="identifying attribute.*PatientBirthDate"):
+        predict_files(model, [tmp_path / "birthdate.dcm"])
+    with pytest.raises(PHIError, match="CT_small.dcm: refused"):
+        predict_files(model, [get_testdata_file("CT_small.dcm")])  # pydicom's test file with a patient's name
+
+
+def test_png_arrays_and_bad_files(trained_study, tmp_path):
+    model = ExportedModel.load(_export(trained_study))
+    images = np.load(Path(trained_study.paths.processed) / "images.npy")[:3]
+    np.save(tmp_path / "stack.npy", images)
+    picture = ((images[0, 0] - images[0, 0].min()) / np.ptp(images[0, 0]) * 255).astype(np.uint8)
+    Image.fromarray(picture).save(tmp_path / "picture.png")
+    results = predict_files(model, [tmp_path / "stack.npy", tmp_path / "picture.png"])
+    assert [r["file"] for r in results] == [f"{tmp_path / 'stack.npy'}[{i}]" for i in range(3)] + [str(tmp_path / "picture.png")]
+    expected = model.probabilities(images)  # a prepared image passes through the recipe unchanged
+    assert np.allclose([r["probabilities"]["opacity"] for r in results[:3]], expected[:, 1], atol=1e-5)
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    from crossmed.errors import InputError
+
+    with pytest.raises(InputError, match="broken.png"):
+        predict_files(model, [tmp_path / "broken.png"])
+    with pytest.raises(InputError, match="unknown image type"):
+        predict_files(model, [tmp_path / "stack.npy", Path(__file__)])
+
+
+def test_mlflow_model_takes_image_bytes_and_is_registered(trained_study):
+    folder = _export(trained_study) / "mlflow_model"
+    dicom = _deidentified_dicoms(trained_study, "EE", 1)[0]
+    model = mlflow.pyfunc.load_model(str(folder))
+    assert [c.name for c in model.metadata.signature.inputs.inputs] == ["image"]
+    out = model.predict(pd.DataFrame({"image": [dicom.read_bytes()]}))
+    assert out["p_opacity"].iloc[0] == pytest.approx(_evaluated(trained_study, "external_test")[dicom.stem], abs=2e-6)
+    assert set(out.columns) >= {"p_no_opacity", "p_opacity", "predicted", "threshold"}
+    client = mlflow.MlflowClient(trained_study.mlflow.tracking_uri)
+    versions = client.search_model_versions(f"name='{trained_study.export.registered_name}'")
+    tags = versions[0].tags
+    metrics = json.loads((Path(trained_study.paths.experiments) / "metrics.json").read_text())
+    assert float(tags["crossmed.threshold"]) == json.loads((folder.parent / "model" / "model.json").read_text())[
+        "operating_point"]["threshold"]
+    assert tags["metrics.internal_test.auc"].startswith(str(metrics["internal_test"]["auc"]))
+    assert len(tags["crossmed.data_sha256"]) == 64 and tags["crossmed.training_run"] == versions[0].run_id
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_invocations(trained_study):
+    port, dicom = _free_port(), _deidentified_dicoms(trained_study, "EE", 1)[0]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "MLFLOW_TRACKING_URI": trained_study.mlflow.tracking_uri}
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", str(_export(trained_study) / "mlflow_model"),
+                               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        body = json.dumps({"dataframe_split": {"columns": ["image"],
+                                               "data": [[base64.b64encode(dicom.read_bytes()).decode()]]}}).encode()
+        deadline, answer = time.time() + 120, None
+        while time.time() < deadline and answer is None:
+            try:
+                request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", body, {"Content-Type": "application/json"})
+                answer = json.loads(urllib.request.urlopen(request, timeout=30).read())
+            except OSError:
+                assert server.poll() is None, "the server stopped"
+                time.sleep(1)
+        assert answer is not None, "no answer within 120 s"
+        prediction = answer["predictions"][0]
+        assert prediction["p_opacity"] == pytest.approx(_evaluated(trained_study, "external_test")[dicom.stem], abs=2e-6)
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(30)
+
+
+@pytest.mark.skipif(not (SHARED / "monai" / "meta_schema_20240725.json").is_file(), reason="../shared/monai schema absent")
+def test_monai_bundle_passes_verify_metadata_and_runs(trained_study, tmp_path):
+    bundle = _export(trained_study) / "bundle"
+    verified = _run([sys.executable, "-m", "monai.bundle", "verify_metadata", "--meta_file", str(bundle / "configs" / "metadata.json"),
+                     "--filepath", str(SHARED / "monai" / "meta_schema_20240725.json")])
+    assert verified.returncode == 0 and "metadata is verified with no error" in verified.stdout + verified.stderr
+    dicom = _deidentified_dicoms(trained_study, "EE", 1)[0]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the bundle brings its own crossmed
+    ran = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file", str(bundle / "configs" / "inference.json"),
+                          "--image", str(dicom)], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    printed = json.loads(ran.stdout[ran.stdout.index("["):])
+    assert printed[0]["probabilities"]["opacity"] == pytest.approx(_evaluated(trained_study, "external_test")[dicom.stem], abs=2e-6)
+
+
+def test_model_card_states_use_data_evaluation_and_versions(trained_study):
+    export = _export(trained_study)
+    text, html = (export / "model_card.md").read_text(), (export / "model_card.html").read_text()
+    for section in ("## Intended use", "## Not intended for", "## Data", "## Evaluation", "## Calibration",
+                    "## Sites and subgroups", "## Limitations", "## Versions"):
+        assert section in text
+    metrics = json.loads((Path(trained_study.paths.experiments) / "metrics.json").read_text())["external_test"]
+    assert f"{metrics['auc']:.3f} ({metrics['auc_ci_low']:.3f} to {metrics['auc_ci_high']:.3f})" in text
+    description = json.loads((export / "model" / "model.json").read_text())
+    assert f"{description['operating_point']['threshold']:.4f}" in text and description["training"]["data_sha256"] in text
+    assert "by device" in text and "Basic Profile" in text and "<h2>Evaluation</h2>" in html
+
+
+def test_failed_parity_or_bad_format_writes_nothing(trained_study, tmp_path):
+    from omegaconf import OmegaConf
+
+    from crossmed.export.study import export_study
+
+    exp = Path(trained_study.paths.experiments)
+    cfg = OmegaConf.merge(trained_study, {"export": {"onnx_parity_atol": -1.0, "register": False}})
+    with pytest.raises(ParityError, match="onnxruntime probabilities differ"):
+        export_study(cfg, f"{trained_study.paths.models}/checkpoint.pt", exp / "train/mlflow_run.json", tmp_path)
+    assert not (tmp_path / "export").exists() and not list(tmp_path.iterdir()), "nothing half-written"
+    cfg = OmegaConf.merge(trained_study, {"export": {"formats": ["torchscript", "tflite"]}})
+    with pytest.raises(ConfigError, match="export.formats"):
+        export_study(cfg, f"{trained_study.paths.models}/checkpoint.pt", exp / "train/mlflow_run.json", tmp_path)
