@@ -100,8 +100,11 @@ def test_png_arrays_and_bad_files(trained_study, tmp_path):
     np.save(tmp_path / "stack.npy", images)
     picture = ((images[0, 0] - images[0, 0].min()) / np.ptp(images[0, 0]) * 255).astype(np.uint8)
     Image.fromarray(picture).save(tmp_path / "picture.png")
-    results = predict_files(model, [tmp_path / "stack.npy", tmp_path / "picture.png"])
-    assert [r["file"] for r in results] == [f"{tmp_path / 'stack.npy'}[{i}]" for i in range(3)] + [str(tmp_path / "picture.png")]
+    Image.fromarray(picture).save(tmp_path / "picture.jpg", quality=95)
+    results = predict_files(model, [tmp_path / "stack.npy", tmp_path / "picture.png", tmp_path / "picture.jpg"])
+    assert [r["file"] for r in results] == [f"{tmp_path / 'stack.npy'}[{i}]" for i in range(3)] + [
+        str(tmp_path / "picture.png"), str(tmp_path / "picture.jpg")]
+    assert results[4]["probabilities"]["opacity"] == pytest.approx(results[3]["probabilities"]["opacity"], abs=0.05)
     expected = model.probabilities(images)  # a prepared image passes through the recipe unchanged
     assert np.allclose([r["probabilities"]["opacity"] for r in results[:3]], expected[:, 1], atol=1e-5)
     (tmp_path / "broken.png").write_bytes(b"not a png")
@@ -113,14 +116,21 @@ def test_png_arrays_and_bad_files(trained_study, tmp_path):
         predict_files(model, [tmp_path / "stack.npy", Path(__file__)])
 
 
-def test_mlflow_model_takes_image_bytes_and_is_registered(trained_study):
+def test_mlflow_model_takes_image_bytes_in_a_fresh_process_and_is_registered(trained_study):
     folder = _export(trained_study) / "mlflow_model"
     dicom = _deidentified_dicoms(trained_study, "EE", 1)[0]
-    model = mlflow.pyfunc.load_model(str(folder))
-    assert [c.name for c in model.metadata.signature.inputs.inputs] == ["image"]
-    out = model.predict(pd.DataFrame({"image": [dicom.read_bytes()]}))
-    assert out["p_opacity"].iloc[0] == pytest.approx(_evaluated(trained_study, "external_test")[dicom.stem], abs=2e-6)
-    assert set(out.columns) >= {"p_no_opacity", "p_opacity", "predicted", "threshold"}
+    script = ("import sys, json, mlflow, pandas as pd\n"
+              "model = mlflow.pyfunc.load_model(sys.argv[1])\n"
+              "out = model.predict(pd.DataFrame({'image': [open(sys.argv[2], 'rb').read()]}))\n"
+              "print(json.dumps({'inputs': [c.name for c in model.metadata.signature.inputs.inputs], "
+              "'row': out.iloc[0].to_dict()}))")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the model brings its own crossmed code
+    done = subprocess.run([sys.executable, "-c", script, str(folder), str(dicom)], capture_output=True, text=True, env=env,
+                          cwd=folder.parent, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    answer = json.loads(done.stdout.splitlines()[-1])
+    assert answer["inputs"] == ["image"] and {"p_no_opacity", "p_opacity", "predicted", "threshold"} <= set(answer["row"])
+    assert answer["row"]["p_opacity"] == pytest.approx(_evaluated(trained_study, "external_test")[dicom.stem], abs=2e-6)
     client = mlflow.MlflowClient(trained_study.mlflow.tracking_uri)
     versions = client.search_model_versions(f"name='{trained_study.export.registered_name}'")
     tags = versions[0].tags
@@ -129,6 +139,32 @@ def test_mlflow_model_takes_image_bytes_and_is_registered(trained_study):
         "operating_point"]["threshold"]
     assert tags["metrics.internal_test.auc"].startswith(str(metrics["internal_test"]["auc"]))
     assert len(tags["crossmed.data_sha256"]) == 64 and tags["crossmed.training_run"] == versions[0].run_id
+
+
+def test_perturbed_artifacts_fail_the_parity_check(trained_study, tmp_path):
+    import torch
+
+    from crossmed.evaluation.study import load_trained_network
+    from crossmed.export.onnx_export import check_onnx_parity
+    from crossmed.export.torchscript import check_parity
+
+    net, _ = load_trained_network(Path(trained_study.paths.models) / "checkpoint.pt", torch.device("cpu"))
+    model_dir, images = _export(trained_study) / "model", np.load(Path(trained_study.paths.processed) / "images.npy")[:8]
+    assert check_onnx_parity(net, model_dir / "model.onnx", images, 1e-4) <= 1e-4
+    graph = onnx.load(str(model_dir / "model.onnx"))
+    weights = max(graph.graph.initializer, key=lambda t: np.prod(t.dims))  # the largest weight tensor
+    array = onnx.numpy_helper.to_array(weights).copy()
+    array.flat[:: max(1, array.size // 50)] += 0.5
+    weights.CopyFrom(onnx.numpy_helper.from_array(array, weights.name))
+    onnx.save(graph, str(tmp_path / "perturbed.onnx"))
+    with pytest.raises(ParityError, match="perturbed.onnx"):
+        check_onnx_parity(net, tmp_path / "perturbed.onnx", images, 1e-4)
+    scripted = torch.jit.load(str(model_dir / "model.ts"))
+    with torch.no_grad():
+        next(scripted.parameters()).add_(0.5)
+    scripted.save(str(tmp_path / "perturbed.ts"))
+    with pytest.raises(ParityError, match="perturbed.ts"):
+        check_parity(net, tmp_path / "perturbed.ts", images, 1e-5)
 
 
 def _free_port() -> int:

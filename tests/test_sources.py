@@ -193,6 +193,15 @@ def test_nifti_volumes_train_in_3d(tmp_path):
     assert set(data.manifest["source_spacing_mm"]) == {"1x1x1", "1.5x1.5x2"}
     model = json.loads((Path(cfg.paths.models) / "export" / "model" / "model.json").read_text())
     assert model["inputs"]["image"]["layout"] == "NCDHW"
+    assert model["parity"]["onnx"]["max_abs_difference"] <= 1e-4, "3D round trip through ONNX"
+    evaluated = pd.read_csv(Path(cfg.paths.experiments) / "evaluation" / "predictions_internal_test.csv", dtype={"image_id": str})
+    volumes = [Path(cfg.paths.deidentified) / p for p in data.manifest.set_index("image_id").loc[evaluated["image_id"], "source_path"]]
+    for runtime in ("torchscript", "onnx"):
+        results = predict_files(ExportedModel.load(Path(cfg.paths.models) / "export", runtime), volumes,
+                                saliency_dir=tmp_path / "cams" if runtime == "torchscript" else None)
+        for result, row in zip(results, evaluated.itertuples()):
+            assert list(result["probabilities"].values()) == pytest.approx([row.p_0, row.p_1, row.p_2], abs=1e-4)
+    assert len(list((tmp_path / "cams").glob("*.png"))) == len(volumes), "Grad-CAM of 3D volumes (middle slice)"
 
 
 @pytest.mark.skipif(not (SHARED / "data" / "breastmnist.npz").is_file(), reason="../shared/data/breastmnist.npz absent")
