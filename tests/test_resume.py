@@ -1,4 +1,5 @@
-"""Seeded training is repeatable and survives a kill: the rerun resumes from the last epoch's state and ends bitwise where an uninterrupted run ends."""
+"""Seeded training is repeatable and survives a kill: the rerun resumes from the last epoch's state and ends bitwise where an
+uninterrupted run ends (so two processes with the same seed also train identically up to the kill)."""
 
 from pathlib import Path
 
@@ -12,8 +13,8 @@ from crossmed.training.standalone import train_in_subprocess
 COMPARED = ["epoch", "train_loss", "val_loss", "val_auc", "learning_rate"]
 
 
-def _config(tmp_path: Path, name: str, tiny_study, epochs: int = 4) -> Path:
-    cfg = tiny_config(tmp_path / name, f"train.max_epochs={epochs}", "train.batch_size=4", "train.log_every_steps=1")
+def _config(tmp_path: Path, name: str, tiny_study, epochs: int = 3) -> Path:
+    cfg = tiny_config(tmp_path / name, f"train.max_epochs={epochs}", "train.batch_size=8", "train.log_every_steps=1")
     cfg.paths.processed = tiny_study.paths.processed  # read only: both runs train on the same processed data
     path = tmp_path / f"{name}.yaml"
     OmegaConf.save(cfg, path)
@@ -30,11 +31,11 @@ def _train(config: Path, kill_at: str | None = None) -> str:
 def test_killed_training_resumes_to_identical_results(tmp_path, tiny_study):
     whole, killed = _config(tmp_path, "whole", tiny_study), _config(tmp_path, "killed", tiny_study)
     _train(whole)
-    log = _train(killed, kill_at="epoch 3/4 step 2/")  # mid-epoch, after epoch 2's state was saved
-    assert "epoch 2/4 done" in log and "epoch 3/4 done" not in log
+    log = _train(killed, kill_at="epoch 3/3 step 2/")  # mid-epoch, after epoch 2's state was saved
+    assert "epoch 2/3 done" in log and "epoch 3/3 done" not in log
     assert (tmp_path / "killed" / "models" / "resume" / "train_state.pt").is_file()
     resumed = _train(killed)
-    assert "resuming from" in resumed and "after epoch 2" in resumed and "epoch 1/4 done" not in resumed
+    assert "resuming from" in resumed and "after epoch 2" in resumed and "epoch 1/3 done" not in resumed
     _same_results(tmp_path / "whole", tmp_path / "killed")
     assert not (tmp_path / "killed" / "models" / "resume" / "train_state.pt").exists(), "finished: no state left"
 
@@ -45,12 +46,6 @@ def _same_results(a: Path, b: Path) -> None:
     pd.testing.assert_frame_equal(*history, check_exact=True)
     wa, wb = (torch.load(folder / "models" / "checkpoint.pt", weights_only=True)["state_dict"] for folder in (a, b))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
-
-
-def test_two_runs_with_the_same_seed_are_bitwise_identical(tmp_path, tiny_study):
-    for name in ("first", "second"):
-        _train(_config(tmp_path, name, tiny_study, epochs=2))
-    _same_results(tmp_path / "first", tmp_path / "second")
 
 
 def test_early_stopping_ends_training_with_a_summary(tmp_path, tiny_study, caplog):
