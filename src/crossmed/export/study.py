@@ -6,7 +6,8 @@
     models/export/model_card.md   the model card, and its self-contained HTML twin
 """
 
-import json
+import hashlib
+import io
 import logging
 from pathlib import Path
 
@@ -16,7 +17,8 @@ import torch
 from omegaconf import DictConfig
 
 from crossmed.data.processed import DATA_CARD_FILE, ProcessedData
-from crossmed.errors import ConfigError, InputError
+from crossmed.errors import ConfigError
+from crossmed.evaluation.report import read_json
 from crossmed.evaluation.study import load_trained_network
 from crossmed.export.bundle import write_bundle
 from crossmed.export.description import model_description
@@ -34,12 +36,6 @@ KNOWN_FORMATS = ("torchscript", "onnx", "mlflow", "bundle")
 PORTABLE, MLFLOW_MODEL, BUNDLE = "model", "mlflow_model", "bundle"
 
 
-def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise InputError(path, "missing; run the evaluate stage first")
-    return json.loads(path.read_text())
-
-
 def _formats(cfg: DictConfig) -> list[str]:
     """Return export.formats checked: known names, TorchScript always (the other artifacts are built on it)."""
     formats = list(cfg.export.formats)
@@ -53,8 +49,6 @@ def _formats(cfg: DictConfig) -> list[str]:
 
 def _npy_bytes(array: np.ndarray) -> bytes:
     """Return an array as .npy file bytes."""
-    import io
-
     buffer = io.BytesIO()
     np.save(buffer, array)
     return buffer.getvalue()
@@ -89,8 +83,8 @@ def export_study(cfg: DictConfig, checkpoint_path: str | Path, run_reference: st
         description = model_description(
             name=f"{cfg.study.name}-{checkpoint['model']['name']}", files=files, recipe=recipe.as_dict(),
             input_shape=list(checkpoint["input_shape"]), preprocessing=list(checkpoint["preprocessing"]), task=checkpoint["task"],
-            operating_point=_read_json(experiments / "evaluation" / "operating_point.json"),
-            metrics=_read_json(experiments / "metrics.json"),
+            operating_point=read_json(experiments / "evaluation" / "operating_point.json"),
+            metrics=read_json(experiments / "metrics.json"),
             training={"mlflow_run_id": provenance["run_id"], "started": provenance["started"],
                       "git_commit": provenance["git_commit"], "epoch": checkpoint.get("epoch"),
                       "val_auc": checkpoint.get("val_auc"), "network": checkpoint["model"]["net"],
@@ -125,8 +119,6 @@ def _parity(runtime: str, difference: float, images: int, tolerance: float) -> d
 
 def data_fingerprint(folder: str | Path) -> str:
     """Return the SHA-256 over the processed dataset's files (names and contents): which data the model was trained on."""
-    import hashlib
-
     digest = hashlib.sha256()
     for path in sorted(Path(folder).iterdir()):
         if path.is_file():

@@ -1,5 +1,6 @@
 """Refuse DICOM files that still identify a patient, so a demonstration never shows patient data."""
 
+from functools import lru_cache
 from pathlib import Path
 
 import pydicom
@@ -10,6 +11,12 @@ from crossmed.errors import CrossmedError
 # The most retentive profile (every retain and clean option): an attribute it still removes is never kept by any
 # conformant de-identification, so its presence means the file was not de-identified.
 _RETAIN_ALL = tuple(name for name in OPTIONS if name != "retain_long_modified_dates")
+
+
+@lru_cache(maxsize=1)
+def _retentive_profile():
+    """Return the most retentive profile (read once per process)."""
+    return load_profile(_RETAIN_ALL)
 
 
 class PHIError(CrossmedError):
@@ -29,7 +36,7 @@ def phi_findings(ds: pydicom.Dataset) -> list[str]:
         findings.append("Patient Identity Removed (0012,0062) is not YES")
     if str(ds.get("BurnedInAnnotation", "")).upper() == "YES":
         findings.append("Burned In Annotation (0028,0301) is YES")
-    profile = load_profile(_RETAIN_ALL)
+    profile = _retentive_profile()
     kept = [element.keyword or str(element.tag) for element in ds.iterall()
             if not element.tag.is_private and element.VR != "SQ" and element.value not in (None, "", b"")
             and _must_be_gone(profile.action_for(int(element.tag)), element.VR)]
