@@ -10,27 +10,14 @@ batch 1. Run: `.venv/bin/python benchmarks/export_latency.py [--runs 200] [--thr
 import argparse
 import json
 import os
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from timing import median_seconds  # benchmarks/timing.py (scripts run from benchmarks/)
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def _median_seconds(function, runs: int, warmup: int = 10) -> float:
-    """Return the median wall time of `function()` over `runs` calls after `warmup` calls."""
-    for _ in range(warmup):
-        function()
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def measure(name: str, net: torch.nn.Module, ts_path: Path, onnx_path: Path, shape: tuple, runs: int, threads: int) -> dict:
@@ -51,8 +38,8 @@ def measure(name: str, net: torch.nn.Module, ts_path: Path, onnx_path: Path, sha
     out = {"model": name, "input_shape": list(shape)}
     with torch.inference_mode():
         for runtime, run in runners.items():
-            latency = _median_seconds(lambda: run(one), runs)
-            per_batch = _median_seconds(lambda: run(batch), max(5, runs // 20), warmup=3)
+            latency = median_seconds(lambda: run(one), runs, warmup=10)
+            per_batch = median_seconds(lambda: run(batch), max(5, runs // 20), warmup=3)
             out[runtime] = {"latency_ms_batch1": round(latency * 1000, 3), "images_per_s_batch64": round(64 / per_batch, 1)}
     out["onnxruntime_speedup_batch1_vs_eager"] = round(out["eager"]["latency_ms_batch1"] / out["onnxruntime"]["latency_ms_batch1"], 2)
     out["torchscript_speedup_batch1_vs_eager"] = round(out["eager"]["latency_ms_batch1"] / out["torchscript"]["latency_ms_batch1"], 2)

@@ -10,7 +10,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 from PIL import Image
+from timing import median_seconds  # benchmarks/timing.py (scripts run from benchmarks/)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -51,15 +51,6 @@ def write_png_folder(folder: Path, count: int, size: int = 256) -> None:
         (folder / "keys" / f"{site}.key").write_text(os.urandom(32).hex())
 
 
-def _median_seconds(action, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
-
-
 def main() -> None:
     """Run the timings and print one JSON object."""
     from crossmed.data.preprocess import preprocess_study
@@ -75,7 +66,7 @@ def main() -> None:
         tmp = Path(tmp)
         if args.medmnist.is_file():
             cfg = _config(tmp / "mm", ["data=medmnist", f"data.path={args.medmnist.resolve()}", "data.leakage=drop"])
-            seconds = _median_seconds(lambda: preprocess_study(cfg, cfg.paths.deidentified, cfg.paths.processed), args.repeats)
+            seconds = median_seconds(lambda: preprocess_study(cfg, cfg.paths.deidentified, cfg.paths.processed), args.repeats)
             images = len(pd.read_csv(Path(cfg.paths.processed) / "manifest.csv"))
             figures["breastmnist_28"] = {"images": images, "seconds": round(seconds, 3),
                                          "images_per_second": round(images / seconds, 1)}
@@ -87,8 +78,8 @@ def main() -> None:
         for workers in (1, 2):
             cfg = _config(tmp / f"w{workers}", ["data=folder", f"data.path={folder}", "data.image_size=64",
                                                 "data.spacing_mm=null", f"data.workers={workers}", f"deid.workers={workers}"])
-            deid = _median_seconds(lambda: deidentify_source(cfg), args.repeats)
-            prep = _median_seconds(lambda: preprocess_study(cfg, cfg.paths.deidentified, cfg.paths.processed), args.repeats)
+            deid = median_seconds(lambda: deidentify_source(cfg), args.repeats)
+            prep = median_seconds(lambda: preprocess_study(cfg, cfg.paths.deidentified, cfg.paths.processed), args.repeats)
             figures["png_folder"][f"workers_{workers}"] = {
                 "deidentify_seconds": round(deid, 2), "deidentify_images_per_second": round(args.pngs / deid, 1),
                 "preprocess_seconds": round(prep, 2), "preprocess_images_per_second": round(args.pngs / prep, 1)}
