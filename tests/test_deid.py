@@ -11,10 +11,8 @@ from crossmed.deid.dicom_dataset import DatasetDeidentifier
 from crossmed.deid.keys import load_key
 from crossmed.deid.profile import load_profile
 from crossmed.deid.pseudonyms import Pseudonymizer
-from crossmed.deid.text_scan import scrub_text
 from crossmed.deid.tree import deidentify_tree
 from crossmed.errors import ConfigError, InputError
-from crossmed.national_ids import make_estonian_code, make_korean_rrn
 
 KEY = b"0123456789abcdef0123456789abcdef"
 OPTIONS = ["retain_long_modified_dates", "retain_patient_characteristics", "clean_descriptors"]
@@ -152,19 +150,6 @@ def test_pydicom_charset_files_come_out_valid(path, tmp_path):
     assert back.PatientIdentityRemoved == "YES"
     for value in _all_text(back):
         value.encode("utf-8")  # every value decodes with the declared character set
-
-
-def test_free_text_scrubbing_finds_partner_identifiers():
-    from datetime import date
-    rrn = make_korean_rrn(date(1971, 3, 9), True, 1234)
-    code = make_estonian_code(date(1984, 12, 1), False, 56)
-    text, kinds = scrub_text(f"환자 김민준님 {rrn}, tel 010-1234-5678; isikukood {code}; Kim 보호자", ["김민준", "민준", "김", "Kim"])
-    assert rrn not in text and code not in text and "010-1234-5678" not in text and "민준" not in text and "Kim" not in text
-    assert sorted(set(kinds)) == ["estonian_code", "korean_rrn", "patient_name", "phone"]
-    wrong_checksum = code[:-1] + str((int(code[-1]) + 1) % 10)
-    assert scrub_text(f"code {wrong_checksum}", [])[1] == []
-    assert scrub_text("이 영상은 정상", ["이"])[0] == "[REMOVED] 영상은 정상"  # one-character names only as whole words
-    assert scrub_text("정상입니다", ["이"])[1] == []
 
 
 def test_profile_options_change_actions():
