@@ -23,10 +23,11 @@ def tiny_config(root: Path, *overrides: str):
 
     params = compose_params(REPO / "conf", overrides=["experiment=smoke", *overrides])
     cfg = OmegaConf.create(params)
-    for key in ("raw", "deidentified", "processed", "models", "experiments"):
+    for key in ("raw", "site", "deidentified", "processed", "models", "experiments"):
         cfg.paths[key] = str(root / key)
     if cfg.data.source == "synthetic":  # other sources keep their keys beside their data
-        cfg.deid.key_dir = str(root / "raw" / "keys")
+        cfg.data.key_dir = cfg.deid.key_dir = str(root / "site" / "keys")
+    cfg.deid.site_records = str(root / "site" / "records")
     cfg.mlflow.tracking_uri = f"sqlite:///{root / 'experiments' / 'mlflow.db'}"
     return cfg
 
@@ -63,7 +64,7 @@ def tiny_study(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("study")
     cfg = tiny_config(root)
-    write_cohort(CohortSpec.from_config(cfg.data.synthetic), cfg.paths.raw)
+    write_cohort(CohortSpec.from_config(cfg.data.synthetic), cfg.paths.raw, cfg.deid.key_dir)
     deidentify_study(cfg.paths.raw, cfg.paths.deidentified, list(cfg.study.sites), cfg.deid)
     preprocess_study(cfg, cfg.paths.deidentified, cfg.paths.processed)
     return cfg

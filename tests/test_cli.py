@@ -18,7 +18,9 @@ def test_deidentify_exit_codes_and_summary(tiny_study, tmp_path, capsys, copy_of
     assert summary["rejected"] == 0 and summary["written"] == summary["read"] > 0
     assert key.read_text().strip() not in (tmp_path / "out" / "audit.csv").read_text()
     (src / "README.txt").write_text("not DICOM")
-    assert main(["deidentify", str(src), str(tmp_path / "out2"), "--key-file", str(key)]) == EXIT_REJECTED
+    assert main(["deidentify", str(src), str(tmp_path / "out2"), "--key-file", str(key),
+                 "--site-records", str(tmp_path / "site")]) == EXIT_REJECTED
+    assert "README.txt" in (tmp_path / "site" / "rejected_sources.csv").read_text(encoding="utf-8")
     assert main(["deidentify", str(src), str(tmp_path / "out3")]) == EXIT_USAGE  # no key anywhere
     assert not (tmp_path / "out3").exists()
     assert main(["deidentify", str(tmp_path / "nowhere"), str(tmp_path / "out4"), "--key-file", str(key)]) == EXIT_USAGE

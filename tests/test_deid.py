@@ -11,6 +11,7 @@ from crossmed.deid.dicom_dataset import DatasetDeidentifier
 from crossmed.deid.keys import load_key
 from crossmed.deid.profile import load_profile
 from crossmed.deid.pseudonyms import Pseudonymizer
+from crossmed.deid.settings import DeidSettings
 from crossmed.deid.tree import deidentify_tree
 from crossmed.errors import ConfigError, InputError
 
@@ -45,7 +46,7 @@ def _phi_of(raw_files):
 @pytest.fixture(scope="module")
 def deidentified(tiny_study, tmp_path_factory):
     out = tmp_path_factory.mktemp("deid") / "KR"
-    summary = deidentify_tree(Path(tiny_study.paths.raw) / "KR" / "dicom", out, KEY, load_profile(OPTIONS), patient_prefix="KR-")
+    summary = deidentify_tree(Path(tiny_study.paths.raw) / "KR" / "dicom", out, DeidSettings(load_profile(OPTIONS), KEY, "KR-"))
     return Path(tiny_study.paths.raw) / "KR" / "dicom", out, summary
 
 
@@ -85,11 +86,11 @@ def test_references_and_studies_stay_consistent(deidentified):
 
 def test_same_key_is_byte_identical_and_other_key_unlinkable(deidentified, tmp_path):
     src, out, _ = deidentified
-    deidentify_tree(src, tmp_path / "again", KEY, load_profile(OPTIONS), patient_prefix="KR-")
+    deidentify_tree(src, tmp_path / "again", DeidSettings(load_profile(OPTIONS), KEY, "KR-"))
     first = sorted(p.relative_to(out) for p in out.rglob("*.dcm"))
     assert first == sorted(p.relative_to(tmp_path / "again") for p in (tmp_path / "again").rglob("*.dcm"))
     assert all((out / f).read_bytes() == (tmp_path / "again" / f).read_bytes() for f in first)
-    deidentify_tree(src, tmp_path / "other", b"another-site-key-0123456789", load_profile(OPTIONS), patient_prefix="KR-")
+    deidentify_tree(src, tmp_path / "other", DeidSettings(load_profile(OPTIONS), b"another-site-key-0123456789", "KR-"))
     ids_a = {p.parts[0] for p in first}
     ids_b = {p.relative_to(tmp_path / "other").parts[0] for p in (tmp_path / "other").rglob("*.dcm")}
     assert ids_a.isdisjoint(ids_b)
@@ -121,21 +122,26 @@ def test_bad_files_are_rejected_and_others_written(deidentified, tmp_path, copy_
     burned.BurnedInAnnotation = "YES"
     burned.save_as(good[2])
     out = tmp_path / "out"
-    summary = deidentify_tree(bad_src, out, KEY, load_profile(OPTIONS))
-    rows = list(csv.DictReader(open(out / "rejected.csv", encoding="utf-8")))
-    reasons = {row["path"]: row["reason"] for row in rows}
+    summary = deidentify_tree(bad_src, out, DeidSettings(load_profile(OPTIONS), KEY), site_records=tmp_path / "site")
+    shared = list(csv.DictReader(open(out / "rejected.csv", encoding="utf-8")))
+    site_only = {row["reference"]: row for row in csv.DictReader(open(tmp_path / "site" / "rejected_sources.csv", encoding="utf-8"))}
+    codes = {site_only[row["reference"]]["source_path"]: row["reason_code"] for row in shared}
     assert summary.rejected == 4 and summary.written == len(good) - 3
-    assert "not a DICOM file" in reasons["notes.txt"]
-    assert "truncated" in reasons[good[0].relative_to(bad_src).as_posix()]
-    assert reasons[good[1].relative_to(bad_src).as_posix()] == "no pixel data"
-    assert "BurnedInAnnotation" in reasons[good[2].relative_to(bad_src).as_posix()]
+    assert codes == {"notes.txt": "not_dicom", good[0].relative_to(bad_src).as_posix(): "damaged_pixel_data",
+                     good[1].relative_to(bad_src).as_posix(): "no_pixel_data",
+                     good[2].relative_to(bad_src).as_posix(): "burned_in_text"}
+    assert "truncated" in site_only[shared[[r["reason_code"] for r in shared].index("damaged_pixel_data")]["reference"]]["detail"]
+    # What is shared names no source file: the raw tree's folders are real patient IDs and study dates.
+    shared_text = (out / "rejected.csv").read_text(encoding="utf-8") + (out / "audit.csv").read_text(encoding="utf-8")
+    assert not any(part in shared_text for path in good for part in path.relative_to(bad_src).parts)
+    assert "notes.txt" not in shared_text
     assert len(list(out.rglob("*.dcm"))) == summary.written
 
 
 def test_destination_inside_source_is_refused(deidentified):
     src, _, _ = deidentified
     with pytest.raises(InputError, match="inside the source"):
-        deidentify_tree(src, src / "out", KEY, load_profile())
+        deidentify_tree(src, src / "out", DeidSettings(load_profile(), KEY))
 
 
 @pytest.mark.parametrize("path", sorted((Path(pydicom.__file__).parent / "data" / "charset_files").glob("*.dcm")), ids=lambda p: p.name)
@@ -176,7 +182,7 @@ def test_key_file_checks(tmp_path, monkeypatch):
 
 def test_workers_give_the_same_bytes(deidentified, tmp_path):
     src, out, _ = deidentified
-    deidentify_tree(src, tmp_path / "parallel", KEY, load_profile(OPTIONS), patient_prefix="KR-", workers=2)
+    deidentify_tree(src, tmp_path / "parallel", DeidSettings(load_profile(OPTIONS), KEY, "KR-", workers=2))
     files = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(tmp_path / "parallel") for p in (tmp_path / "parallel").rglob("*") if p.is_file())
     assert all((out / f).read_bytes() == (tmp_path / "parallel" / f).read_bytes() for f in files)

@@ -12,6 +12,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from crossmed.cli import main
 from crossmed.deid.profile import load_profile
+from crossmed.deid.settings import DeidSettings
 from crossmed.deid.tree import deidentify_tree
 
 KEY = b"planted-phi-test-key-0123456789"
@@ -86,7 +87,7 @@ def _decoded_bytes(path: Path) -> str:
 def test_planted_phi_is_gone_from_every_byte(tmp_path, charset):
     pixels = planted_file(tmp_path / "src" / "a" / "IM1.dcm", charset)
     out = tmp_path / "out"
-    summary = deidentify_tree(tmp_path / "src", out, KEY, load_profile(["clean_descriptors", "retain_long_modified_dates"]),
+    summary = deidentify_tree(tmp_path / "src", out, DeidSettings(load_profile(["clean_descriptors", "retain_long_modified_dates"]), KEY),
                               mapping_out=tmp_path / "mapping.csv")
     assert summary.written == 1
     written = [p for p in out.rglob("*") if p.is_file()]
@@ -107,16 +108,20 @@ def test_table_joins_images_after_deidentification(tmp_path):
     planted_file(tmp_path / "src" / "IM1.dcm")
     raw = pydicom.dcmread(tmp_path / "src" / "IM1.dcm")
     (tmp_path / "site.key").write_bytes(KEY)
-    pd.DataFrame([{"patient_id": raw.PatientID, "name": "Hong Gildong", "sop_instance_uid": raw.SOPInstanceUID,
-                   "study_date": "2024-01-05", "age": "93", "sex": "M"}]).to_csv(tmp_path / "clinical.csv", index=False)
+    pd.DataFrame([{"patient_id": raw.PatientID, "name": "Hong^Gildong", "sop_instance_uid": raw.SOPInstanceUID,
+                   "study_date": "2024-01-05", "age": "93", "sex": "M", "notes": "RRN on file",
+                   "comment": f"seen by Dr. Tamm; patient GIL-DONG, {_rrn()}"}]).to_csv(tmp_path / "clinical.csv", index=False)
     assert main(["deidentify", str(tmp_path / "src"), str(tmp_path / "out"), "--key-file", str(tmp_path / "site.key"),
                  "--option", "retain_long_modified_dates", "--patient-prefix", "KR-"]) == 0
     assert main(["deidentify-table", str(tmp_path / "clinical.csv"), str(tmp_path / "clinical_deid.csv"), "--key-file",
-                 str(tmp_path / "site.key"), "--patient-prefix", "KR-", "--drop-column", "name",
-                 "--uid-column", "sop_instance_uid", "--date-column", "study_date"]) == 0
+                 str(tmp_path / "site.key"), "--patient-prefix", "KR-", "--name-column", "name", "--keep-column", "age",
+                 "--keep-column", "sex", "--keep-column", "comment", "--uid-column", "sop_instance_uid",
+                 "--date-column", "study_date"]) == 0
     table = pd.read_csv(tmp_path / "clinical_deid.csv", dtype=str)
     image = pydicom.dcmread(next((tmp_path / "out").rglob("*.dcm")))
-    assert list(table.columns) == ["patient_id", "sop_instance_uid", "study_date", "age", "sex"]
+    assert list(table.columns) == ["patient_id", "sop_instance_uid", "study_date", "age", "sex", "comment"]
+    written = (tmp_path / "clinical_deid.csv").read_text(encoding="utf-8")
+    assert not [v for v in ("Hong", "GIL-DONG", "Tamm", _rrn(), "RRN on file") if v in written]  # notes: not kept
     row = table.iloc[0]
     assert (row.patient_id, row.sop_instance_uid) == (image.PatientID, image.SOPInstanceUID)
     assert row.study_date.replace("-", "") == image.StudyDate and row.age == "90"

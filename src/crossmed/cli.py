@@ -17,25 +17,35 @@ EXIT_USAGE, EXIT_REJECTED = 2, 3
 def _deidentify(args) -> int:
     from crossmed.deid.keys import load_key
     from crossmed.deid.profile import load_profile
+    from crossmed.deid.settings import DeidSettings
     from crossmed.deid.tree import deidentify_tree
+    from crossmed.limits import InputLimits
 
-    key = load_key(args.key_file)
-    profile = load_profile(args.option)
-    summary = deidentify_tree(args.src, args.dst, key, profile, patient_prefix=args.patient_prefix,
-                              allow_burned_in=args.allow_burned_in, max_date_shift_days=args.max_date_shift_days,
-                              mapping_out=args.mapping_out, workers=args.workers)
-    print(json.dumps(summary.as_dict(), indent=2))
+    limits = InputLimits.from_megabytes(_positive(args.max_file_mb, "--max-file-mb"),
+                                        _positive(args.max_decoded_mb, "--max-decoded-mb"))
+    settings = DeidSettings(load_profile(args.option), load_key(args.key_file), args.patient_prefix,
+                            args.max_date_shift_days, args.allow_burned_in, args.workers, limits)
+    summary = deidentify_tree(args.src, args.dst, settings, site_records=args.site_records, mapping_out=args.mapping_out)
+    print(json.dumps({**summary.as_dict(), "site_records": str(args.site_records)}, indent=2))
     return EXIT_REJECTED if summary.rejected else 0
+
+
+def _positive(value: float, option: str) -> float:
+    if not value > 0:
+        raise CrossmedError(f"{option} must be positive (got {value})")
+    return value
 
 
 def _deidentify_table(args) -> int:
     from crossmed.deid.keys import load_key
     from crossmed.deid.pseudonyms import Pseudonymizer
     from crossmed.deid.tabular import deidentify_table
+    from crossmed.site_codes import check_patient_prefix
 
-    pseudonyms = Pseudonymizer(load_key(args.key_file), args.patient_prefix, args.max_date_shift_days)
-    rows = deidentify_table(args.src, args.dst, pseudonyms, args.id_column, tuple(args.drop_column), args.age_column,
-                            uid_columns=tuple(args.uid_column), date_columns=tuple(args.date_column))
+    pseudonyms = Pseudonymizer(load_key(args.key_file), check_patient_prefix(args.patient_prefix, "--patient-prefix"),
+                               args.max_date_shift_days)
+    rows = deidentify_table(args.src, args.dst, pseudonyms, args.id_column, tuple(args.keep_column), tuple(args.name_column),
+                            args.age_column, uid_columns=tuple(args.uid_column), date_columns=tuple(args.date_column))
     print(json.dumps({"rows": rows, "written": str(args.dst)}))
     return 0
 
@@ -91,7 +101,7 @@ def _predict(args) -> int:
         print(json.dumps({"refused": str(err)}), file=sys.stderr)
         return EXIT_REJECTED
     for result in results:
-        print(json.dumps(result))
+        print(json.dumps(result, allow_nan=False))  # a NaN would be invalid JSON; inputs with NaN are refused earlier
     return 0
 
 
@@ -105,33 +115,49 @@ def build_parser() -> argparse.ArgumentParser:
 
     deid = sub.add_parser("deidentify", help="de-identify a DICOM tree (DICOM PS3.15 Annex E Basic Profile)",
                           description="De-identify every DICOM file under SRC_DIR into DST_DIR/<patient>/<study>/<instance>.dcm "
-                                      "with keyed pseudonyms. Writes DST_DIR/audit.csv (no PHI) and DST_DIR/rejected.csv. "
-                                      "Exit 0: all files written; 3: some files rejected; 2: usage error.")
+                                      "with keyed pseudonyms. Attributes Table E.1-1 lists follow the profile; others are kept "
+                                      "only when known to be safe. Pixels are decoded and re-written (no codec metadata); the "
+                                      "preamble and file meta are written anew. DST_DIR gets audit.csv and rejected.csv, which "
+                                      "name no source file: refused files appear under a pseudonymous reference, and the "
+                                      "site-only record in --site-records maps it back to the source path. DST_DIR must be "
+                                      "empty or new, or an earlier output of the same key and options (files are added). "
+                                      "Exit 0: all files written; 3: some files refused; 2: usage error.")
     deid.add_argument("src", metavar="SRC_DIR", help="folder of DICOM files; never modified")
     deid.add_argument("dst", metavar="DST_DIR", help="output folder; must not lie inside SRC_DIR")
     deid.add_argument("--key-file", help="file holding the site key (else $CROSSMED_DEID_KEY); make one with `crossmed keygen`")
     deid.add_argument("--profile", default="basic", choices=["basic"], help="confidentiality profile (default: basic)")
     deid.add_argument("--option", action="append", default=[], choices=sorted(OPTIONS),
                       help="a profile option from PS3.15 table E.1-1; repeat for several")
-    deid.add_argument("--patient-prefix", default="", help="prefix of pseudonymous patient IDs, e.g. 'KR-'")
-    deid.add_argument("--max-date-shift-days", type=int, default=365, help="dates move back 1..N days per patient (default 365)")
+    deid.add_argument("--patient-prefix", default="", help="prefix of pseudonymous patient IDs, e.g. 'KR-' (letters, digits, - and _)")
+    deid.add_argument("--max-date-shift-days", type=int, default=365,
+                      help="dates move back 1..N days per patient (default 365; at least 1)")
     deid.add_argument("--allow-burned-in", action="store_true",
                       help="pass images that may carry burned-in text; only after a person has reviewed them")
     deid.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                       help="processes reading and de-identifying files (default: all CPUs); output is the same for any number")
-    deid.add_argument("--mapping-out", help="also write the real-to-pseudonym mapping CSV here (keep it on site)")
+    deid.add_argument("--site-records", default="crossmed-site-records", metavar="DIR",
+                      help="site-only folder for the record of which source file each refused reference is "
+                           "(default: ./crossmed-site-records); it names source paths: keep it on site")
+    deid.add_argument("--mapping-out", help="also write the real-to-pseudonym mapping CSV here (site-only; keep it on site)")
+    deid.add_argument("--max-file-mb", type=float, default=1024, help="refuse larger files (default 1024)")
+    deid.add_argument("--max-decoded-mb", type=float, default=1024,
+                      help="refuse files whose decoded pixels would exceed this (default 1024)")
     deid.set_defaults(handler=_deidentify)
 
     table = sub.add_parser("deidentify-table", help="pseudonymise a clinical CSV with the same site key",
                            description="Replace the patient ID column with the same keyed pseudonyms `deidentify` gives the "
-                                       "images (use the same --patient-prefix), drop direct-identifier columns, group ages "
-                                       "over 89 as 90, replace UID columns and shift date columns like the images.")
+                                       "images (use the same --patient-prefix), replace UID columns and shift date columns "
+                                       "like the images, and keep only the columns named by --keep-column (their text is "
+                                       "searched for the names in --name-column and for identifiers); every other column "
+                                       "stays on site. Ages over 89 become 90.")
     table.add_argument("src", metavar="SRC_CSV")
     table.add_argument("dst", metavar="DST_CSV")
     table.add_argument("--key-file", help="file holding the site key (else $CROSSMED_DEID_KEY)")
     table.add_argument("--patient-prefix", default="")
     table.add_argument("--id-column", default="patient_id")
-    table.add_argument("--drop-column", action="append", default=[], help="a direct-identifier column to remove; repeat")
+    table.add_argument("--keep-column", action="append", default=[], help="a column to keep (allow-list); repeat")
+    table.add_argument("--name-column", action="append", default=[],
+                       help="a column of patient names: searched for in the kept text, not kept; repeat")
     table.add_argument("--age-column", default="age")
     table.add_argument("--uid-column", action="append", default=[], help="a column of DICOM UIDs to pseudonymise; repeat")
     table.add_argument("--date-column", action="append", default=[], help="a YYYY-MM-DD column to shift per patient; repeat")

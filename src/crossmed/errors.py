@@ -13,6 +13,9 @@ class InputError(CrossmedError):
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 
+    def __reduce__(self):
+        return type(self), (self.path, self.reason)  # worker processes send these back pickled
+
 
 class ConfigError(CrossmedError):
     """A config value that cannot be used: names the key and the reason."""
@@ -21,3 +24,6 @@ class ConfigError(CrossmedError):
         self.key = key
         self.reason = reason
         super().__init__(f"config key '{key}': {reason}")
+
+    def __reduce__(self):
+        return type(self), (self.key, self.reason)

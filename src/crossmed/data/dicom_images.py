@@ -1,5 +1,6 @@
 """Read a 2D DICOM image as modality values (rescale applied) with its pixel spacing."""
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -7,7 +8,9 @@ import numpy as np
 import pydicom
 from pydicom.pixels import apply_modality_lut
 
+from crossmed.data.dicom_bounds import check_deflated, check_pixel_description
 from crossmed.errors import InputError
+from crossmed.limits import InputLimits, check_file_size, check_finite
 
 
 @dataclass
@@ -22,17 +25,28 @@ class DicomImage:
     photometric: str
 
 
-def read_dicom_image(path: str | Path) -> DicomImage:
-    """Return the image of a single-frame 2D DICOM file; raise InputError naming the file if it cannot be used."""
+def read_dicom_image(path: str | Path, limits: InputLimits = InputLimits()) -> DicomImage:
+    """Return the image of a single-frame 2D DICOM file; raise InputError naming the file if it cannot be used.
+
+    Size, inflation and the declared pixel size are checked against `limits` before anything is decoded.
+    """
     path = Path(path)
+    check_file_size(path, limits)
+    data = path.read_bytes()
+    check_deflated(path, data, limits)
     try:
-        ds = pydicom.dcmread(path)
+        ds = pydicom.dcmread(io.BytesIO(data))
+        if "PixelData" in ds:
+            check_pixel_description(path, ds, limits)
         pixels = ds.pixel_array
+    except InputError:
+        raise
     except Exception as err:  # damaged files fail in many ways inside pydicom and its decoders
         raise InputError(path, f"unreadable DICOM image ({type(err).__name__}: {err})") from err
     if pixels.ndim != 2:
         raise InputError(path, f"expected one 2D grayscale frame, got pixel array of shape {pixels.shape}")
     values = apply_modality_lut(pixels, ds).astype(np.float32)
+    check_finite(path, values)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
     if photometric == "MONOCHROME1":
         values = values.max() - values  # bright = dense, as in MONOCHROME2

@@ -1,4 +1,9 @@
-"""Apply the confidentiality profile to one pydicom dataset, at every sequence depth."""
+"""Apply the confidentiality profile to one pydicom dataset, at every sequence depth.
+
+Listed attributes follow Table E.1-1 with the chosen options; unlisted ones follow the allow-list in
+crossmed.deid.unlisted. Text that is kept is searched for the names of every person the file names
+(patient and staff), national IDs, phone numbers, e-mail addresses and the like.
+"""
 
 from collections import Counter
 from dataclasses import dataclass
@@ -11,15 +16,18 @@ from crossmed import __version__
 from crossmed.deid.dates import shift_da, shift_dt
 from crossmed.deid.profile import STANDARD_REVISION, Profile
 from crossmed.deid.pseudonyms import Pseudonymizer
-from crossmed.deid.text_scan import name_components, scrub_text
+from crossmed.deid.text_scan import person_name_variants, scrub_text
+from crossmed.deid.unlisted import TEXT_VRS, dictionary_vr, unlisted_action
 
-TEXT_VRS = {"LO", "LT", "SH", "ST", "UT", "UC", "PN"}
 DUMMY_BY_VR = {
     "PN": "ANONYMOUS", "LO": "ANONYMIZED", "SH": "ANONYMIZED", "LT": "ANONYMIZED", "ST": "ANONYMIZED",
     "UT": "ANONYMIZED", "UC": "ANONYMIZED", "CS": "ANONYMIZED", "AE": "ANONYMIZED",
     "DA": "19000101", "TM": "000000.00", "DT": "19000101000000", "AS": "000Y", "IS": "0", "DS": "0",
 }
+SCANNED_VRS = TEXT_VRS | {"CS"}
+EMPTIED_VRS = TEXT_VRS | {"CS", "DA", "TM", "DT"}  # Z leaves these as empty strings, others as no value
 PATIENT_ID, PATIENT_NAME, PATIENT_AGE = 0x00100020, 0x00100010, 0x00101010
+SPECIFIC_CHARACTER_SET = 0x00080005  # structural: names the encoding of every text value ('GB18030' is no ID)
 OLDEST_REPORTED_AGE = 90  # ages over 89 are one group (HIPAA Safe Harbor, used by many IRBs)
 
 
@@ -30,21 +38,31 @@ class PatientContext:
     real_id: str
     pseudo_id: str
     date_offset_days: int
-    names: list[str]
+    names: tuple[str, ...]  # every person the file names: searched for in the text that is kept
+
+
+def _person_names(ds: Dataset) -> list[str]:
+    """Return every PN value in the dataset at any depth (patient, staff, observers), decoding nothing else."""
+    names = []
+    for tag in ds.keys():
+        vr = ds.get_item(tag).VR or dictionary_vr(int(tag))
+        if vr == "PN" and ds[tag].value:
+            values = ds[tag].value if isinstance(ds[tag].value, (list, MultiValue)) else [ds[tag].value]
+            names += [str(v) for v in values]
+        elif vr == "SQ":
+            for item in ds[tag].value or []:
+                names += _person_names(item)
+    return names
 
 
 def patient_context(ds: Dataset, pseudonyms: Pseudonymizer) -> PatientContext:
-    """Return the patient context of a dataset: pseudonym, date shift and name variants to scrub."""
+    """Return the patient context of a dataset: pseudonym, date shift and the name variants to search for."""
     real_id = str(ds.get("PatientID", "") or "")
-    names = []
-    name = str(ds.get("PatientName", "") or "")
-    for group in name.split("="):
-        family, _, rest = group.partition("^")
-        given = rest.split("^")[0]
-        if family and given:
-            names += [f"{family}{given}", f"{given}{family}", f"{family} {given}", f"{given} {family}"]
-    names = sorted(set(names + name_components(name)), key=len, reverse=True)
-    return PatientContext(real_id, pseudonyms.patient_id(real_id), pseudonyms.date_offset_days(real_id), names)
+    variants: list[str] = []
+    for name in [str(ds.get("PatientName", "") or ""), *_person_names(ds)]:
+        variants += [v for v in person_name_variants(name) if v not in variants]
+    return PatientContext(real_id, pseudonyms.patient_id(real_id), pseudonyms.date_offset_days(real_id),
+                          tuple(sorted(variants, key=len, reverse=True)))
 
 
 class DatasetDeidentifier:
@@ -54,72 +72,63 @@ class DatasetDeidentifier:
         self.profile = profile
         self.pseudonyms = pseudonyms
         self.shift_dates = "retain_long_modified_dates" in profile.options
+        self.dates = "shift" if self.shift_dates else "keep" if "retain_long_full_dates" in profile.options else "remove"
 
     def apply(self, ds: Dataset) -> tuple[PatientContext, Counter]:
-        """De-identify `ds` in place (file meta included); return the patient context and action counts."""
+        """De-identify `ds` in place (not its file meta, which is written anew); return the patient context and counts."""
         patient = patient_context(ds, self.pseudonyms)
         counts: Counter = Counter()
         self._walk(ds, patient, counts)
         self._mark(ds)
-        if getattr(ds, "file_meta", None) is not None and "SOPInstanceUID" in ds:
-            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-            for keyword in ("SourceApplicationEntityTitle", "SendingApplicationEntityTitle", "ReceivingApplicationEntityTitle"):
-                if keyword in ds.file_meta:
-                    del ds.file_meta[keyword]
         return patient, counts
+
+    def action(self, ds: Dataset, tag) -> tuple[str, str | None]:
+        """Return (action, VR as read) for one element: the table's action, else the allow-list's."""
+        vr = ds.get_item(tag).VR
+        if tag.is_private:
+            return "P", vr
+        action = self.profile.action_for(int(tag))
+        return (action if action is not None else unlisted_action(int(tag), vr, self.dates)), vr
 
     def _walk(self, ds: Dataset, patient: PatientContext, counts: Counter) -> None:
         for tag in list(ds.keys()):
-            if tag.is_private:
-                del ds[tag]
-                counts["private_removed"] += 1
-                continue
-            action = self.profile.action_for(int(tag))
-            if action == "X":
+            action, raw_vr = self.action(ds, tag)
+            if action in ("P", "X"):
                 del ds[tag]  # removed (a sequence with everything in it) without decoding its value
-                counts["X"] += 1
+                counts["private_removed" if action == "P" else "X"] += 1
                 continue
-            if self._untouched(ds, tag, action):
-                continue
+            vr = raw_vr or dictionary_vr(int(tag))
+            if action == "K" and (vr not in SCANNED_VRS and vr != "SQ" and int(tag) != PATIENT_AGE
+                                  or int(tag) == SPECIFIC_CHARACTER_SET):
+                continue  # codes, numbers, class UIDs and pixels: kept byte for byte, never decoded
             element = ds[tag]
             if element.VR == "SQ":
                 self._sequence(ds, tag, action, patient, counts)
-                continue
-            if action is None:
-                self._scan(element, patient, counts)
-                continue
-            counts[action] += 1
-            if action == "Z" and int(tag) == PATIENT_NAME:
-                element.value = patient.pseudo_id  # Z allows a dummy; viewers then show the pseudonym
             elif action == "Z":
-                element.value = None if element.VR not in TEXT_VRS | {"CS", "AE", "DA", "TM", "DT", "AS"} else ""
+                counts["Z"] += 1
+                element.value = patient.pseudo_id if int(tag) == PATIENT_NAME else (
+                    "" if element.VR in EMPTIED_VRS else None)  # Z allows a dummy: viewers then show the pseudonym
             elif action == "D":
+                counts["D"] += 1
                 element.value = self._dummy(int(tag), element.VR, patient)
             elif action == "U":
+                counts["U"] += 1
                 element.value = self._uids(element.value)
             elif action == "C":
+                counts["C"] += 1
                 self._clean(ds, tag, patient, counts)
-            elif action == "K":
+            else:  # K
                 if int(tag) == PATIENT_AGE:
                     element.value = self._generalised_age(element.value, counts)
-                self._scan(element, patient, counts)
-
-    @staticmethod
-    def _raw_vr(ds: Dataset, tag) -> str | None:
-        """Return an element's VR without decoding its value (None when the file's implicit VR hides it)."""
-        return ds.get_item(tag).VR
-
-    def _untouched(self, ds: Dataset, tag, action: str | None) -> bool:
-        """Return True for elements kept byte for byte: not listed (or kept) and neither text nor a sequence."""
-        if action not in (None, "K") or int(tag) == PATIENT_AGE:
-            return False
-        vr = self._raw_vr(ds, tag)
-        return vr is not None and vr != "SQ" and vr not in TEXT_VRS and vr != "UN"
+                self._scan(ds, tag, patient, counts)
 
     def _sequence(self, ds, tag, action, patient, counts) -> None:
         if action == "Z":
             ds[tag].value = Sequence()
             counts["Z"] += 1
+        elif action == "D":
+            ds[tag].value = Sequence([Dataset()])  # replaced, not walked: its items may hold anything (SR text, names)
+            counts["D"] += 1
         else:
             for item in ds[tag].value:
                 self._walk(item, patient, counts)
@@ -146,11 +155,15 @@ class DatasetDeidentifier:
             except ValueError:
                 element.value = ""
                 counts["invalid_date_removed"] += 1
+        elif element.VR in ("DA", "DT"):
+            element.value = ""  # cleaning a date without the modified-dates option leaves nothing of it
         else:
-            self._scan(element, patient, counts)
+            self._scan(ds, tag, patient, counts)
 
-    def _scan(self, element, patient: PatientContext, counts: Counter) -> None:
-        if element.VR not in TEXT_VRS or not element.value:
+    def _scan(self, ds: Dataset, tag, patient: PatientContext, counts: Counter) -> None:
+        """Search a kept text or code value; a code string holding an identifier is removed (it cannot hold a marker)."""
+        element = ds[tag]
+        if element.VR not in SCANNED_VRS or not element.value:
             return
         multi = isinstance(element.value, (list, MultiValue))
         values = list(element.value) if multi else [element.value]
@@ -160,7 +173,12 @@ class DatasetDeidentifier:
             for kind in kinds:
                 counts[f"text_{kind}"] += 1
             cleaned.append(text)
-        if cleaned != [str(v) for v in values]:
+        if cleaned == [str(v) for v in values]:
+            return
+        if element.VR == "CS":
+            del ds[tag]
+            counts["code_string_removed"] += 1
+        else:
             element.value = cleaned if multi else cleaned[0]
 
     def _generalised_age(self, value, counts: Counter):

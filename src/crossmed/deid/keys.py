@@ -15,7 +15,10 @@ def load_key(key_file: str | os.PathLike | None) -> bytes:
         path = Path(key_file)
         if not path.is_file():
             raise InputError(path, "key file not found")
-        key = path.read_bytes().strip()
+        try:
+            key = path.read_bytes().strip()
+        except OSError as err:
+            raise InputError(path, f"key file cannot be read ({err.strerror})") from err
         source = path
     elif os.environ.get(KEY_ENV):
         key = os.environ[KEY_ENV].strip().encode()

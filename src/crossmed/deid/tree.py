@@ -1,32 +1,34 @@
-"""De-identify a directory tree of DICOM files into another, with audit.csv and rejected.csv."""
+"""De-identify DICOM files into an output folder: <patient>/<study>/<instance>.dcm, audit.csv and rejected.csv.
 
-import csv
-import io
+Nothing in the output names a source file: a refused file appears in rejected.csv under a pseudonymous
+reference with a fixed reason, and only the site-only record maps the reference back to its path.
+"""
+
 import logging
 import os
+import re
+import shutil
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pydicom
-from pydicom.dataset import FileMetaDataset
-from pydicom.errors import InvalidDicomError
-from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
-
 from crossmed import __version__
 from crossmed.deid.dicom_dataset import DatasetDeidentifier
-from crossmed.deid.file_checks import burned_in_reason, pixel_data_problem
-from crossmed.deid.profile import STANDARD_REVISION, Profile
-from crossmed.deid.pseudonyms import Pseudonymizer
+from crossmed.deid.dicom_file import encode_deidentified, output_transfer_syntax, read_source_dicom, source_transfer_syntax
+from crossmed.deid.output_folder import output_mode, publish, staging_folder
+from crossmed.deid.profile import STANDARD_REVISION
+from crossmed.deid.refusals import Refusal
+from crossmed.deid.settings import DeidSettings
+from crossmed.deid.site_records import record_rejections
+from crossmed.deid.source_files import list_source_files
 from crossmed.errors import InputError
-from crossmed.files import atomic_path, write_bytes_atomic
+from crossmed.files import write_bytes_atomic, write_csv_atomic
 
 log = logging.getLogger("crossmed.deidentify")
-AUDIT_FILE, REJECTED_FILE = "audit.csv", "rejected.csv"
-AUDIT_COLUMNS = ["output_path", "patient_pseudo_id", "study_uid", "series_uid", "sop_instance_uid",
-                 "actions", "profile", "options", "crossmed_version"]
+MAPPING_COLUMNS = ["source_path", "real_patient_id", "patient_pseudo_id", "output_path"]
+UID_SYNTAX = re.compile(r"[0-9]{1,64}(?:\.[0-9]{1,64}){0,63}")  # output paths are built from UIDs
 PROGRESS_EVERY_S = 10.0
 
 
@@ -39,78 +41,41 @@ class TreeSummary:
     rejected: int = 0
     seconds: float = 0.0
     actions: Counter = field(default_factory=Counter)
+    reasons: Counter = field(default_factory=Counter)
+    outputs: dict = field(default_factory=dict)  # source relative path -> output path (not in as_dict: names sources)
+    refusals: dict = field(default_factory=dict)  # source relative path -> Refusal
 
     def as_dict(self) -> dict:
         """Return the summary as plain JSON-able values."""
         return {"read": self.read, "written": self.written, "rejected": self.rejected,
-                "seconds": round(self.seconds, 2), "actions": dict(sorted(self.actions.items()))}
+                "rejected_by_reason": dict(sorted(self.reasons.items())), "seconds": round(self.seconds, 2),
+                "actions": dict(sorted(self.actions.items()))}
 
 
-def check_directories(src: Path, dst: Path) -> None:
-    """Raise InputError when SRC is missing or when one directory lies inside the other."""
+def _inside(path: Path, folder: Path) -> bool:
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
+
+
+def check_directories(src: Path, dst: Path, site_only: tuple[Path | None, ...] = ()) -> None:
+    """Raise InputError when SRC is missing, one folder lies in the other, or a site-only file would land in DST."""
     if not src.is_dir():
         raise InputError(src, "source directory not found")
-    src_r, dst_r = src.resolve(), dst.resolve()
-    if dst_r == src_r or src_r in dst_r.parents:
+    if _inside(dst, src):
         raise InputError(dst, f"destination lies inside the source directory {src}")
-    if dst_r in src_r.parents:
+    if _inside(src, dst):
         raise InputError(dst, f"source directory {src} lies inside the destination")
-
-
-def _read(path: Path) -> pydicom.Dataset:
-    try:
-        return pydicom.dcmread(path)
-    except InvalidDicomError as err:
-        headerless = _read_without_file_meta(path)
-        if headerless is None:
-            raise InputError(path, f"not a DICOM file ({err})") from err
-        return headerless
-    except Exception as err:  # pydicom raises many kinds on damaged files; each is a reason to reject
-        raise InputError(path, f"unreadable DICOM ({type(err).__name__}: {err})") from err
-
-
-def _read_without_file_meta(path: Path) -> pydicom.Dataset | None:
-    """Return a dataset written without preamble and file meta (older systems do this), or None if it is not one."""
-    try:
-        ds = pydicom.dcmread(path, force=True)
-        if "SOPInstanceUID" not in ds or "SOPClassUID" not in ds:
-            return None
-    except Exception:
-        return None
-    implicit, little = ds.original_encoding
-    ds.file_meta = getattr(ds, "file_meta", None) or FileMetaDataset()
-    if "TransferSyntaxUID" not in ds.file_meta:
-        ds.file_meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
-                                          ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    return ds
-
-
-def deidentify_file(path: Path, deidentifier: DatasetDeidentifier, allow_burned_in: bool):
-    """Return (dataset, patient context, action counts) for one file, or raise InputError with the reason."""
-    ds = _read(path)
-    for reason in (pixel_data_problem(ds), None if allow_burned_in else burned_in_reason(ds)):
-        if reason:
-            raise InputError(path, reason)
-    if "SOPInstanceUID" not in ds or "StudyInstanceUID" not in ds:
-        raise InputError(path, "no SOPInstanceUID or StudyInstanceUID")
-    patient, counts = deidentifier.apply(ds)
-    return ds, patient, counts
-
-
-def _encode(ds: pydicom.Dataset) -> bytes:
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+    for path in filter(None, site_only):
+        if _inside(Path(path), dst):
+            raise InputError(path, f"names source files and real IDs, so it must stay outside the output folder {dst}")
 
 
 @dataclass
 class FileResult:
-    """One file's outcome: the encoded output and its audit facts, or the reason it was refused."""
+    """One file's outcome: the encoded output and its audit facts, or the refusal."""
 
     relative: str
-    reason: str | None = None
+    refusal: Refusal | None = None
     out_relative: str = ""
     data: bytes = b""
     audit: dict = field(default_factory=dict)
@@ -118,15 +83,32 @@ class FileResult:
     counts: Counter = field(default_factory=Counter)
 
 
-def process_file(path: Path, relative: str, deidentifier: DatasetDeidentifier, allow_burned_in: bool) -> FileResult:
-    """Return the de-identified bytes of one file with its audit row, or the reason it is refused."""
+def _deidentified_bytes(path: Path, deidentifier: DatasetDeidentifier, settings: DeidSettings):
+    """Return (output bytes, dataset, patient context, action counts) of one file, or raise Refusal."""
+    ds = read_source_dicom(path, settings.limits, settings.allow_burned_in)
+    if not str(ds.get("PatientID", "") or "").strip():
+        raise Refusal(path, "no_patient_id")
+    transfer_syntax = output_transfer_syntax(source_transfer_syntax(ds))
+    patient, counts = deidentifier.apply(ds)
+    if not all(UID_SYNTAX.fullmatch(str(ds.get(k, ""))) for k in ("StudyInstanceUID", "SOPInstanceUID")):
+        raise Refusal(path, "invalid_uid")
     try:
-        ds, patient, counts = deidentify_file(path, deidentifier, allow_burned_in)
-        data = _encode(ds)
-    except InputError as err:
-        return FileResult(relative, reason=err.reason)
+        return encode_deidentified(ds, transfer_syntax), ds, patient, counts
+    except Exception as err:  # a value pydicom cannot encode; the file is refused, the run goes on
+        raise Refusal(path, "cannot_deidentify", f"cannot write ({type(err).__name__}: {err})") from err
+
+
+def process_file(path: Path, relative: str, deidentifier: DatasetDeidentifier, settings: DeidSettings) -> FileResult:
+    """Return the de-identified bytes of one file with its audit row, or the refusal."""
+    try:
+        data, ds, patient, counts = _deidentified_bytes(path, deidentifier, settings)
+    except Refusal as refusal:
+        return FileResult(relative, refusal)
+    except Exception as err:  # an unforeseen failure on one file must not end the run or skip the file silently
+        return FileResult(relative, Refusal(path, "cannot_deidentify", f"{type(err).__name__}: {err}"))
     out_relative = f"{patient.pseudo_id}/{ds.StudyInstanceUID}/{ds.SOPInstanceUID}.dcm"
-    audit = {"output_path": out_relative, "patient_pseudo_id": patient.pseudo_id, "study_uid": ds.StudyInstanceUID,
+    audit = {"output_path": out_relative, "source_reference": deidentifier.pseudonyms.source_reference(relative),
+             "patient_pseudo_id": patient.pseudo_id, "study_uid": ds.StudyInstanceUID,
              "series_uid": ds.get("SeriesInstanceUID", ""), "sop_instance_uid": ds.SOPInstanceUID,
              "actions": ";".join(f"{k}={v}" for k, v in sorted(counts.items())), "profile": STANDARD_REVISION,
              "options": ";".join(deidentifier.profile.options), "crossmed_version": __version__}
@@ -136,74 +118,117 @@ def process_file(path: Path, relative: str, deidentifier: DatasetDeidentifier, a
 _worker_state: dict = {}
 
 
-def _init_worker(key: bytes, options: tuple, patient_prefix: str, max_date_shift_days: int, allow_burned_in: bool) -> None:
-    from crossmed.deid.profile import load_profile
-
-    _worker_state["deidentifier"] = DatasetDeidentifier(load_profile(options), Pseudonymizer(key, patient_prefix, max_date_shift_days))
-    _worker_state["allow_burned_in"] = allow_burned_in
+def _init_worker(settings: DeidSettings) -> None:
+    _worker_state["settings"] = settings
+    _worker_state["deidentifier"] = DatasetDeidentifier(settings.profile, settings.pseudonymizer())
 
 
 def _process_in_worker(job: tuple[Path, str]) -> FileResult:
-    return process_file(job[0], job[1], _worker_state["deidentifier"], _worker_state["allow_burned_in"])
+    return process_file(job[0], job[1], _worker_state["deidentifier"], _worker_state["settings"])
 
 
-def _results(jobs, key, profile, patient_prefix, max_date_shift_days, allow_burned_in, workers):
-    """Yield FileResults in input order, from this process or from `workers` processes."""
-    if workers <= 1:
-        deidentifier = DatasetDeidentifier(profile, Pseudonymizer(key, patient_prefix, max_date_shift_days))
+def _results(jobs: list[tuple[Path, str]], settings: DeidSettings):
+    """Yield FileResults in input order, from this process or from worker processes."""
+    if settings.workers <= 1:
+        deidentifier = DatasetDeidentifier(settings.profile, settings.pseudonymizer())
         for path, relative in jobs:
-            yield process_file(path, relative, deidentifier, allow_burned_in)
+            yield process_file(path, relative, deidentifier, settings)
         return
-    init = (key, profile.options, patient_prefix, max_date_shift_days, allow_burned_in)
-    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=init) as pool:
+    with ProcessPoolExecutor(settings.workers, initializer=_init_worker, initargs=(settings,)) as pool:
         yield from pool.map(_process_in_worker, jobs, chunksize=16)
 
 
-def deidentify_tree(src: str | os.PathLike, dst: str | os.PathLike, key: bytes, profile: Profile,
-                    patient_prefix: str = "", allow_burned_in: bool = False, max_date_shift_days: int = 365,
-                    mapping_out: str | os.PathLike | None = None, workers: int = 1) -> TreeSummary:
-    """De-identify every file under `src` into `dst/<patient>/<study>/<instance>.dcm`; return the summary."""
-    src, dst = Path(src), Path(dst)
-    check_directories(src, dst)
-    files = sorted(p for p in src.rglob("*") if p.is_file())
-    jobs = [(path, path.relative_to(src).as_posix()) for path in files]
-    summary, audit_rows, rejected_rows, mapping_rows = TreeSummary(), [], [], []
-    written_from: dict[str, str] = {}  # output path -> source path, to refuse a second copy of one instance
-    started = last_report = time.perf_counter()
-    dst.mkdir(parents=True, exist_ok=True)
-    log.info("de-identifying %d files from %s with %d worker(s)", len(files), src, workers)
-    for result in _results(jobs, key, profile, patient_prefix, max_date_shift_days, allow_burned_in, workers):
+class _Refusals:
+    """Refused files: a shared row (reference, fixed reason) and a site-only row (source path, detail) each."""
+
+    def __init__(self, settings: DeidSettings, summary: TreeSummary):
+        self.pseudonyms, self.summary = settings.pseudonymizer(), summary
+        self.shared: list[dict] = []
+        self.site_only: list[dict] = []
+
+    def add(self, relative: str, refusal: Refusal) -> None:
+        reference = self.pseudonyms.source_reference(relative)
+        self.summary.rejected += 1
+        self.summary.reasons[refusal.code] += 1
+        self.summary.refusals[relative] = refusal
+        self.shared.append({"reference": reference, "reason_code": refusal.code, "reason": refusal.public_reason})
+        self.site_only.append({"reference": reference, "source_path": relative, "reason_code": refusal.code,
+                               "detail": refusal.reason})
+        log.warning("refused %s: %s", reference, refusal.public_reason)
+
+
+def deidentify_files(jobs: list[tuple[Path, str]], dst: str | os.PathLike, settings: DeidSettings,
+                     refused: list[tuple[str, Refusal]] = (), site_records: str | os.PathLike | None = None,
+                     mapping_out: str | os.PathLike | None = None) -> TreeSummary:
+    """De-identify (path, relative name) jobs into `dst/<patient>/<study>/<instance>.dcm`; return the summary.
+
+    `refused` are files refused before reading (links out of the source, unreadable folders). The site-only
+    record of refused source files goes to `site_records`, the real-to-pseudonym mapping to `mapping_out`.
+    """
+    dst = Path(dst)
+    signature = settings.output_signature()
+    mode = output_mode(dst, signature)
+    summary, audit_rows, mapping_rows = TreeSummary(), [], []
+    refusals = _Refusals(settings, summary)
+    for relative, refusal in refused:
         summary.read += 1
-        if result.reason is None and result.out_relative in written_from:
-            result.reason = f"same SOP Instance UID as {written_from[result.out_relative]}, which was written"
-        if result.reason is not None:
-            summary.rejected += 1
-            rejected_rows.append({"path": result.relative, "reason": result.reason})
-            log.warning("rejected %s: %s", result.relative, result.reason)
-            continue
-        write_bytes_atomic(dst / result.out_relative, result.data)
-        written_from[result.out_relative] = result.relative
-        summary.written += 1
-        summary.actions.update(result.counts)
-        audit_rows.append(result.audit)
-        mapping_rows.append({"source_path": result.relative, "real_patient_id": result.real_patient_id,
-                             "patient_pseudo_id": result.audit["patient_pseudo_id"], "output_path": result.out_relative})
-        if time.perf_counter() - last_report > PROGRESS_EVERY_S:
-            last_report = time.perf_counter()
-            log.info("%d/%d files done (%d rejected)", summary.read, len(files), summary.rejected)
-    _write_csv(dst / AUDIT_FILE, AUDIT_COLUMNS, sorted(audit_rows, key=lambda r: r["output_path"]))
-    _write_csv(dst / REJECTED_FILE, ["path", "reason"], rejected_rows)
-    if mapping_out is not None:
-        _write_csv(Path(mapping_out), ["source_path", "real_patient_id", "patient_pseudo_id", "output_path"], mapping_rows)
+        refusals.add(relative, refusal)
+    written_from: dict[str, str] = {}  # output path -> source reference, to refuse a second copy of one instance
+    started = last_report = time.perf_counter()
+    staging = staging_folder(dst)
+    log.info("de-identifying %d files with %d worker(s) into %s (%s)", len(jobs), settings.workers, dst,
+             "adding to the existing folder" if mode == "add" else "a new folder")
+    try:
+        for result in _results(jobs, settings):
+            summary.read += 1
+            if result.refusal is None and result.out_relative in written_from:
+                result.refusal = Refusal(result.relative, "duplicate_instance",
+                                         f"same SOP Instance as {written_from[result.out_relative]}, which was written")
+            if result.refusal is not None:
+                refusals.add(result.relative, result.refusal)
+                continue
+            write_bytes_atomic(staging / result.out_relative, result.data)
+            written_from[result.out_relative] = result.relative
+            summary.outputs[result.relative] = result.out_relative
+            summary.written += 1
+            summary.actions.update(result.counts)
+            audit_rows.append(result.audit)
+            mapping_rows.append({"source_path": result.relative, "real_patient_id": result.real_patient_id,
+                                 "patient_pseudo_id": result.audit["patient_pseudo_id"], "output_path": result.out_relative})
+            if time.perf_counter() - last_report > PROGRESS_EVERY_S:
+                last_report = time.perf_counter()
+                log.info("%d/%d files done (%d refused)", summary.read, len(jobs), summary.rejected)
+        publish(staging, dst, mode, audit_rows, refusals.shared, signature)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # a failed or interrupted run leaves the output as it was
+        raise
+    _write_site_only(refusals.site_only, site_records, mapping_rows, mapping_out)
     summary.seconds = time.perf_counter() - started
-    log.info("read %d files from %s, wrote %d to %s, rejected %d, in %.1f s",
-             summary.read, src, summary.written, dst, summary.rejected, summary.seconds)
+    log.info("read %d files, wrote %d to %s, refused %d%s, in %.1f s", summary.read, summary.written, dst,
+             summary.rejected, f" {dict(summary.reasons)}" if summary.rejected else "", summary.seconds)
     return summary
 
 
-def _write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(rows)
+def _write_site_only(rejections: list[dict], site_records, mapping_rows: list[dict], mapping_out) -> None:
+    """Write what names source files and real IDs, only where the site asked for it (never into the output)."""
+    if rejections and site_records is not None:
+        path = record_rejections(Path(site_records), rejections)
+        log.info("source files of the %d refusals: %s (site only; never share it)", len(rejections), path)
+    elif rejections:
+        log.warning("%d file(s) refused; no site-records folder was given, so which source files they were is not kept",
+                    len(rejections))
+    if mapping_out is not None:
+        write_csv_atomic(Path(mapping_out), MAPPING_COLUMNS,
+                         [{**row, "source_path": row["source_path"].encode("utf-8", "surrogateescape")
+                           .decode("utf-8", "backslashreplace")} for row in mapping_rows])
+
+
+def deidentify_tree(src: str | os.PathLike, dst: str | os.PathLike, settings: DeidSettings,
+                    site_records: str | os.PathLike | None = None,
+                    mapping_out: str | os.PathLike | None = None) -> TreeSummary:
+    """De-identify every file under `src` into `dst/<patient>/<study>/<instance>.dcm`; return the summary."""
+    src, dst = Path(src), Path(dst)
+    check_directories(src, dst, (Path(site_records) if site_records else None, Path(mapping_out) if mapping_out else None))
+    jobs, refused = list_source_files(src)
+    log.info("found %d files under %s (%d not read)", len(jobs), src, len(refused))
+    return deidentify_files(jobs, dst, settings, refused, site_records, mapping_out)

@@ -14,7 +14,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from crossmed.errors import ConfigError
-from crossmed.files import atomic_directory, write_bytes_atomic
+from crossmed.site_codes import check_site_code
+from crossmed.files import atomic_directory, atomic_path, write_bytes_atomic
 from crossmed.synthetic.identities import Patient, clinical_comment, make_patient
 from crossmed.synthetic.phantom import Acquisition, acquire, patient_anatomy, random_opacity, render
 
@@ -48,6 +49,7 @@ class SiteSpec:
     def from_config(cls, code: str, cfg) -> "SiteSpec":
         """Return the site described by one entry of `data.synthetic.sites`; raise ConfigError naming a bad key."""
         key = f"data.synthetic.sites.{code}"
+        check_site_code(code, "data.synthetic.sites")
         if cfg.language not in SUPPORTED_LANGUAGES:
             raise ConfigError(f"{key}.language", f"'{cfg.language}' has no fictitious identities (known: {sorted(SUPPORTED_LANGUAGES)})")
         if cfg.character_set not in SUPPORTED_CHARACTER_SETS:
@@ -240,21 +242,37 @@ def demo_key(seed: int, site: str) -> str:
     return np.random.default_rng([seed, 7919, sum(map(ord, site))]).bytes(32).hex()
 
 
-def write_cohort(spec: CohortSpec, out_dir: str | Path) -> dict:
-    """Write every site's DICOM tree, labels.csv and demo key under `out_dir`; return a summary."""
+def write_demo_keys(spec: CohortSpec, key_dir: str | Path) -> None:
+    """Write each site's demo key into `key_dir` (site-only, outside every DVC output); an existing key is never replaced."""
+    key_dir = Path(key_dir)
+    key_dir.mkdir(parents=True, exist_ok=True)
+    for site in spec.sites:
+        path = key_dir / f"{site.code}.key"
+        if path.exists():
+            if path.read_text().strip() != demo_key(spec.seed, site.code):
+                log.warning("%s holds another key than the demo key; it is kept, so pseudonyms differ from the demo's", path)
+            continue
+        with atomic_path(path) as tmp:
+            tmp.write_text(demo_key(spec.seed, site.code) + "\n")
+        path.chmod(0o600)
+    log.info("demo site keys in %s (site-only: never committed, never in DVC)", key_dir)
+
+
+def write_cohort(spec: CohortSpec, out_dir: str | Path, key_dir: str | Path | None = None) -> dict:
+    """Write every site's DICOM tree and labels.csv under `out_dir` (and demo keys into `key_dir`); return a summary."""
     out_dir = Path(out_dir)
     started = time.perf_counter()
     summary = {}
     with atomic_directory(out_dir) as tmp:
-        (tmp / "keys").mkdir()
         for site_index, site in enumerate(spec.sites):
             rows = write_site(spec, site, site_index, tmp / site.code / "dicom")
             _write_labels(tmp / site.code / "labels.csv", rows)
-            (tmp / "keys" / f"{site.code}.key").write_text(demo_key(spec.seed, site.code) + "\n")
             positives = sum(r["finding"] for r in rows)
             summary[site.code] = {"patients": site.n_patients, "images": len(rows), "positives": positives}
             log.info("site %s: wrote %d images of %d patients (%d with finding) to %s",
                      site.code, len(rows), site.n_patients, positives, out_dir / site.code / "dicom")
+    if key_dir is not None:
+        write_demo_keys(spec, key_dir)
     log.info("synthetic cohort written to %s in %.1f s", out_dir, time.perf_counter() - started)
     return summary
 
