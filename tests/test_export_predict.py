@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -77,6 +78,18 @@ def test_predict_cli_equals_the_validated_model_and_writes_saliency(trained_stud
     assert onnx_result["probabilities"]["opacity"] == pytest.approx(lines[0]["probabilities"]["opacity"], abs=1e-4)
 
 
+def _phi_behind_the_flag(study, path: Path) -> Path:
+    """Write a de-identified file given back a real name, ID and birth date, with an RRN and a phone in its comments."""
+    from crossmed.national_ids import make_korean_rrn
+
+    ds = pydicom.dcmread(_deidentified_dicoms(study, "KR", 1)[0])
+    assert ds.PatientIdentityRemoved == "YES"
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate = "Hong^Gildong", "KW63034978", "19800101"
+    ds.ImageComments = f"RRN {make_korean_rrn(__import__('datetime').date(1980, 1, 1), True, 1234)}, tel +82 10 1234 5678"
+    ds.save_as(path)
+    return path
+
+
 def test_dicom_with_phi_is_refused(trained_study, tmp_path):
     raw = sorted((Path(trained_study.paths.raw) / "KR").rglob("*.dcm"))[0]
     result = _run([*CLI, "predict", str(_export(trained_study)), str(raw)])
@@ -88,10 +101,33 @@ def test_dicom_with_phi_is_refused(trained_study, tmp_path):
     model = ExportedModel.load(_export(trained_study))
     from crossmed.inference.phi import PHIError
 
-    with pytest.raises(PHIError, match="identifying attribute.*PatientBirthDate"):
+    with pytest.raises(PHIError, match="PatientBirthDate present"):
         predict_files(model, [tmp_path / "birthdate.dcm"])
     with pytest.raises(PHIError, match="CT_small.dcm: refused"):
         predict_files(model, [get_testdata_file("CT_small.dcm")])  # pydicom's test file with a patient's name
+    # The flag says YES; the content says otherwise: the gate reads the content.
+    behind = _phi_behind_the_flag(trained_study, tmp_path / "flagged.dcm")
+    result = _run([*CLI, "predict", str(_export(trained_study)), str(behind), "--saliency", str(tmp_path / "cam")])
+    assert result.returncode == 3 and result.stdout == "" and not (tmp_path / "cam").exists()
+    for finding in ("PatientName holds", "PatientID holds", "PatientBirthDate present", "ImageComments holds",
+                    "korean_rrn", "phone"):
+        assert finding in result.stderr
+    assert "Hong" not in result.stderr and "KW63034978" not in result.stderr  # findings name attributes, not values
+
+
+def test_inputs_that_would_exhaust_or_mislead_are_refused(trained_study, tmp_path):
+    from crossmed.errors import InputError
+    from test_deid_adversarial import _deflated_bomb
+
+    model = ExportedModel.load(_export(trained_study))
+    bomb = _deflated_bomb(tmp_path / "bomb.dcm", 300)
+    with pytest.raises(InputError, match="inflates beyond"):
+        predict_files(model, [bomb])
+    images = np.load(Path(trained_study.paths.processed) / "images.npy")[:2].copy()
+    images[1, 0, 3, 3] = np.nan
+    np.save(tmp_path / "nan.npy", images)
+    result = _run([*CLI, "predict", str(_export(trained_study)), str(tmp_path / "nan.npy")])
+    assert result.returncode == 2 and "NaN or infinite" in result.stderr and "NaN" not in result.stdout
 
 
 def test_png_arrays_and_bad_files(trained_study, tmp_path):
@@ -174,7 +210,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_mlflow_models_serve_answers_invocations(trained_study):
+def test_mlflow_models_serve_answers_invocations(trained_study, tmp_path):
     port, dicom = _free_port(), _deidentified_dicoms(trained_study, "EE", 1)[0]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "MLFLOW_TRACKING_URI": trained_study.mlflow.tracking_uri}
     server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", str(_export(trained_study) / "mlflow_model"),
@@ -194,6 +230,20 @@ def test_mlflow_models_serve_answers_invocations(trained_study):
         assert answer is not None, "no answer within 120 s"
         prediction = answer["predictions"][0]
         assert prediction["p_opacity"] == pytest.approx(_evaluated(trained_study, "external_test")[dicom.stem], abs=2e-6)
+        from test_deid_adversarial import _deflated_bomb
+
+        for name, path in (("flagged", _phi_behind_the_flag(trained_study, tmp_path / "flagged.dcm")),
+                           ("bomb", _deflated_bomb(tmp_path / "bomb.dcm", 300))):
+            body = json.dumps({"dataframe_split": {"columns": ["image"],
+                                                   "data": [[base64.b64encode(path.read_bytes()).decode()]]}}).encode()
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", body, {"Content-Type": "application/json"})
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=60)
+            text = refused.value.read().decode()
+            assert refused.value.code == 400, (name, text)
+            assert ("not de-identified" if name == "flagged" else "inflates beyond") in text
+            assert "Traceback" not in text and "stack_trace" not in text and "/tmp" not in text and str(REPO) not in text
+        assert server.poll() is None, "the server survives refused requests"
     finally:
         os.killpg(server.pid, 15)
         server.wait(30)

@@ -31,14 +31,29 @@ class CrossmedImageModel(mlflow.pyfunc.PythonModel):
         self.model = ExportedModel.load(context.artifacts[ARTIFACT], runtime="torchscript")
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        """Return one row per image: p_<class> columns, the predicted label and the threshold used."""
+        """Return one row per image: p_<class> columns, the predicted label and the threshold used.
+
+        A refused or unreadable image fails the request with its row and reason only: a served model's error
+        never carries a traceback or a path of the machine that serves it.
+        """
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
+
+        from crossmed.errors import CrossmedError
         from crossmed.inference.predict import predict_prepared, prepared_bytes
 
-        items = []
-        for row, data in enumerate(model_input["image"]):
-            items += prepared_bytes(self.model, base64.b64decode(data) if isinstance(data, str) else bytes(data), f"row {row}")
-        return result_frame([result for _, _, result in predict_prepared(self.model, iter(items))],
-                            list(self.model.description["classes"]))
+        try:
+            items = []
+            for row, data in enumerate(model_input["image"]):
+                items += prepared_bytes(self.model, base64.b64decode(data) if isinstance(data, str) else bytes(data),
+                                        f"row {row}")
+            results = [result for _, _, result in predict_prepared(self.model, iter(items))]
+        except CrossmedError as err:
+            raise MlflowException(str(err), INVALID_PARAMETER_VALUE) from None
+        except Exception as err:  # anything else is ours to fix; the caller gets its kind, not our internals
+            log.exception("prediction failed")
+            raise MlflowException(f"prediction failed ({type(err).__name__})", INTERNAL_ERROR) from None
+        return result_frame(results, list(self.model.description["classes"]))
 
 
 def result_frame(results: list[dict], classes: list[str]) -> pd.DataFrame:

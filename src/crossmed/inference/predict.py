@@ -13,6 +13,7 @@ from crossmed.inference.exported import ExportedModel, decide
 from crossmed.inference.image_bytes import BytesAsFile, load_npy, sniff
 from crossmed.inference.phi import refuse_phi
 from crossmed.inference.recipe import Recipe, prepare
+from crossmed.limits import PREDICT_LIMITS, check_file_size
 
 log = logging.getLogger("crossmed.predict")
 BATCH = 32
@@ -36,7 +37,9 @@ def prepared_images(model: ExportedModel, paths: list[str | Path], allow_phi: bo
     for path in map(Path, paths):
         if not path.is_file():
             raise InputError(path, "file not found")
+        check_file_size(path, PREDICT_LIMITS)
         if path.suffix == ".npz":
+            _check_npz_members(path)
             with np.load(path, allow_pickle=False) as arrays:
                 keys = [k for k in arrays.files if k.endswith("_images")] or list(arrays.files)
                 for key in keys:
@@ -54,6 +57,20 @@ def prepared_images(model: ExportedModel, paths: list[str | Path], allow_phi: bo
         yield str(path), prepare(recipe, path)
 
 
+def _check_npz_members(path: Path) -> None:
+    """Refuse an .npz whose members would inflate beyond the decoded-size limit (a zip bomb), before reading them."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            inflated = sum(member.file_size for member in archive.infolist())
+    except zipfile.BadZipFile as err:
+        raise InputError(path, f"unreadable .npz ({err})") from err
+    if inflated > PREDICT_LIMITS.max_decoded_bytes:
+        raise InputError(path, f"arrays inflate to {inflated / 2**20:.0f} MiB, over the "
+                               f"{PREDICT_LIMITS.max_decoded_bytes / 2**20:.0f} MiB limit")
+
+
 def prepared_bytes(model: ExportedModel, data: bytes, name: str, allow_phi: bool = False) -> list[tuple[str, np.ndarray]]:
     """Return (name, network input) per image in file bytes of any supported format (the MLflow model's input)."""
     kind = sniff(data)
@@ -63,9 +80,12 @@ def prepared_bytes(model: ExportedModel, data: bytes, name: str, allow_phi: bool
         return [(n, prepare(model.recipe, image, n)) for n, image in _arrays_of(Path(name), load_npy(data, name),
                                                                                  model.recipe)]
     with BytesAsFile(data, kind) as path:
-        if kind == "dicom" and not allow_phi:
-            refuse_phi(path)
-        return [(name, prepare(model.recipe, path, name))]
+        try:  # errors name the upload, never the temporary file of the machine that serves the model
+            if kind == "dicom" and not allow_phi:
+                refuse_phi(path, shown_as=name)
+            return [(name, prepare(model.recipe, path, name))]
+        except InputError as err:
+            raise InputError(name, err.reason) from None
 
 
 def predict_prepared(model: ExportedModel, items: Iterator[tuple[str, np.ndarray]]) -> Iterator[tuple[str, np.ndarray, dict]]:
@@ -114,7 +134,6 @@ class _Saliency:
         self.net, self.classes, self.out_dir = model.eager_network(), list(model.description["classes"]), out_dir
         self.layer = last_convolutional_block(self.net)
         self.cam = GradCAM(nn_module=self.net, target_layers=self.layer)
-        out_dir.mkdir(parents=True, exist_ok=True)
 
     def write(self, name: str, image: np.ndarray, result: dict, number: int) -> str:
         """Write one overlay and return its path."""
@@ -125,6 +144,7 @@ class _Saliency:
         index = self.classes.index(result["predicted"])
         with torch.enable_grad():
             heat = self.cam(torch.as_tensor(image[None]), class_idx=index)[0, 0].detach().numpy()
+        self.out_dir.mkdir(parents=True, exist_ok=True)  # only once an image has passed every check
         path = self.out_dir / f"{number:04d}_{image_id(name.split(':')[0].split('[')[0])[:64]}.png"
         overlay_png(image, heat, f"{Path(name).name}\npredicted {result['predicted']} "
                                  f"(P = {result['probabilities'][result['predicted']]:.2f}), Grad-CAM at {self.layer}", path)

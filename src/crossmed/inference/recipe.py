@@ -15,6 +15,7 @@ from monai.transforms import Resize
 from crossmed.data.image_files import read_image_file
 from crossmed.data.image_transforms import to_common_grid
 from crossmed.errors import InputError
+from crossmed.limits import PREDICT_LIMITS, InputLimits, check_finite
 
 KINDS = ("grid", "medmnist")
 
@@ -73,13 +74,18 @@ def _medmnist(pixels: np.ndarray, recipe: Recipe) -> np.ndarray:
                       dtype=np.float32)
 
 
-def prepare(recipe: Recipe, source: str | Path | np.ndarray, where: str | None = None) -> np.ndarray:
-    """Return the network input (C, *spatial) float32 for an image file (DICOM, NIfTI, PNG, JPEG) or an array of raw pixels."""
+def prepare(recipe: Recipe, source: str | Path | np.ndarray, where: str | None = None,
+            limits: InputLimits = PREDICT_LIMITS) -> np.ndarray:
+    """Return the network input (C, *spatial) float32 for an image file (DICOM, NIfTI, PNG, JPEG) or an array of raw pixels.
+
+    Files larger than `limits` and pixels that are NaN or infinite are refused (InputError), never predicted.
+    """
     if isinstance(source, (str, Path)):
-        image = read_image_file(source, recipe.channels, recipe.spatial_dims)
+        image = read_image_file(source, recipe.channels, recipe.spatial_dims, limits)
         pixels, spacing, where = image.pixels, image.spacing_mm, str(source)
     else:
         pixels, spacing = _channel_first(source, recipe, where or "array"), None
+        check_finite(where or "array", pixels)
     if recipe.kind == "medmnist":
         return _medmnist(pixels, recipe)
     return to_common_grid(pixels, spacing, recipe.spacing_mm, recipe.image_size)
