@@ -136,3 +136,45 @@ def test_random_search_queues_named_experiments(study_repo):
     status = _sh(["dvc", "queue", "status"], repo)
     assert status.count("Queued") == 2 and "rs-1" in status and "rs-2" in status
     _sh(["dvc", "queue", "remove", "--queued"], repo)
+
+
+@pytest.mark.slow
+def test_no_raw_value_or_key_reaches_the_cache_a_remote_or_any_output(study_repo, tmp_path):
+    """Push to a DVC remote as a study team would, then search every byte that could leave the site."""
+    from crossmed.deid.leak_scan import dicom_values, scan_files, table_values
+
+    repo, _, _ = study_repo
+    _sh(["dvc", "remote", "add", "--local", "-d", "team", str(tmp_path / "remote")], repo)
+    _sh(["dvc", "push"], repo)
+    raw, site = repo / "data" / "raw", repo / "data" / "site"
+    values = set()
+    for path in raw.rglob("*.dcm"):
+        values |= dicom_values(path)
+    for labels in raw.glob("*/labels.csv"):
+        values |= table_values(labels, ("patient_id", "patient_name"))
+    keys = [key.read_text().strip().encode() for key in (site / "keys").glob("*.key")]
+    assert len(values) > 200 and len(keys) == 2
+    assert not any(p.is_relative_to(raw) or p.is_relative_to(site) for p in map(Path, _tracked_by_dvc(repo)))
+    shared = [tmp_path / "remote", repo / ".dvc" / "cache", repo / "experiments", repo / "models", repo / "data",
+              repo / "dvc.lock", repo / "params.yaml"]
+    result = scan_files(shared, values, secrets=(*keys, *(bytes.fromhex(k.decode()) for k in keys)), skip=(raw, site))
+    assert result.files > 100 and result.bytes > 1_000_000
+    assert result.hits == {}, f"{len(result.hits)} file(s) hold raw values: {dict(list(result.hits.items())[:5])}"
+    import pydicom
+
+    pushed = [p for p in (tmp_path / "remote").rglob("*") if p.is_file() and p.read_bytes()[128:132] == b"DICM"]
+    assert pushed and all(pydicom.dcmread(p, stop_before_pixels=True).PatientIdentityRemoved == "YES" for p in pushed)
+
+
+def _tracked_by_dvc(repo: Path) -> list[str]:
+    """Return the output paths DVC caches (cache: false outputs excluded)."""
+    import yaml
+
+    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    paths = []
+    for stage in stages.values():
+        for out in stage.get("outs", []):
+            path, options = (out, {}) if isinstance(out, str) else next(iter(out.items()))
+            if (options or {}).get("cache", True):
+                paths.append(str(repo / path))
+    return paths
