@@ -143,9 +143,9 @@ def test_no_raw_value_or_key_reaches_the_cache_a_remote_or_any_output(study_repo
     """Push to a DVC remote as a study team would, then search every byte that could leave the site."""
     from crossmed.deid.leak_scan import dicom_values, scan_files, table_values
 
-    repo, _, _ = study_repo
+    repo, repro_log, _ = study_repo
     _sh(["dvc", "remote", "add", "--local", "-d", "team", str(tmp_path / "remote")], repo)
-    _sh(["dvc", "push"], repo)
+    (tmp_path / "logs.txt").write_text(repro_log + _sh(["dvc", "push"], repo), encoding="utf-8")  # what the stages logged
     raw, site = repo / "data" / "raw", repo / "data" / "site"
     values = set()
     for path in raw.rglob("*.dcm"):
@@ -155,9 +155,10 @@ def test_no_raw_value_or_key_reaches_the_cache_a_remote_or_any_output(study_repo
     keys = [key.read_text().strip().encode() for key in (site / "keys").glob("*.key")]
     assert len(values) > 200 and len(keys) == 2
     assert not any(p.is_relative_to(raw) or p.is_relative_to(site) for p in map(Path, _tracked_by_dvc(repo)))
-    shared = [tmp_path / "remote", repo / ".dvc" / "cache", repo / "experiments", repo / "models", repo / "data",
-              repo / "dvc.lock", repo / "params.yaml"]
-    result = scan_files(shared, values, secrets=(*keys, *(bytes.fromhex(k.decode()) for k in keys)), skip=(raw, site))
+    shared = [tmp_path / "remote", tmp_path / "logs.txt", repo / ".dvc" / "cache", repo / "experiments", repo / "models",
+              repo / "data", repo / "dvc.lock", repo / "params.yaml"]
+    result = scan_files(shared, values, secrets=(*keys, *(bytes.fromhex(k.decode()) for k in keys)), skip=(raw, site),
+                        published=(repo / "src",))
     assert result.files > 100 and result.bytes > 1_000_000
     assert result.hits == {}, f"{len(result.hits)} file(s) hold raw values: {dict(list(result.hits.items())[:5])}"
     import pydicom

@@ -7,6 +7,7 @@ another's real one, which reveals nothing.
 """
 
 import csv
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,9 +88,19 @@ def _texts(data: bytes, textual: bool) -> list[str]:
     return texts
 
 
+def file_digests(folders: tuple[Path, ...]) -> set[str]:
+    """Return the SHA-256 of every file under `folders` (published code whose exact copies are not data)."""
+    return {hashlib.sha256(p.read_bytes()).hexdigest() for folder in folders for p in folder.rglob("*") if p.is_file()}
+
+
 def scan_files(roots: list[Path], values: set[str], secrets: tuple[bytes, ...] = (),
-               skip: tuple[Path, ...] = ()) -> ScanResult:
-    """Search every file under `roots` (skipping those under `skip`) for the values as whole words and for secret bytes."""
+               skip: tuple[Path, ...] = (), published: tuple[Path, ...] = ()) -> ScanResult:
+    """Search every file under `roots` for the values as whole words and for secret bytes.
+
+    Files under `skip` (the site-only folders) are not searched, nor exact copies of files under `published`
+    (crossmed's own source shipped inside a model: its scrubber lists common surnames on purpose).
+    """
+    known = file_digests(published)
     ordered = sorted((v for v in values if v.strip()), key=len, reverse=True)
     patterns = [re.compile(rf"(?<![\w]){re.escape(v)}(?![\w])") for v in ordered]
     result = ScanResult(values=len(ordered))
@@ -100,6 +111,8 @@ def scan_files(roots: list[Path], values: set[str], secrets: tuple[bytes, ...] =
             if any(s == path.resolve() or s in path.resolve().parents for s in skip):
                 continue
             data = path.read_bytes()
+            if known and hashlib.sha256(data).hexdigest() in known:
+                continue
             result.files += 1
             result.bytes += len(data)
             found = [s.hex()[:8] + "..." for s in secrets if s in data]

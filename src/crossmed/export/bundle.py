@@ -11,10 +11,10 @@ import shutil
 from importlib.metadata import version
 from pathlib import Path
 
+from crossmed.export.shipped_package import copy_package
 from crossmed.files import write_bytes_atomic, write_json_atomic, write_text_atomic
 
 SCHEMA = "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20240725.json"
-PACKAGE_DIR = Path(__file__).resolve().parent.parent  # src/crossmed
 SCRIPTS_INIT = '''"""crossmed, shipped inside this bundle: importing `scripts` puts it on the import path."""
 
 import sys
@@ -94,7 +94,7 @@ def write_bundle(folder: Path, portable: Path, description: dict, example_input:
     (folder / "models").mkdir(parents=True, exist_ok=True)
     shutil.copy2(portable / "model.ts", folder / "models" / "model.ts")
     write_json_atomic(folder / "models" / "model.json", description | {"files": {"torchscript": "model.ts"}})
-    shutil.copytree(PACKAGE_DIR, folder / "scripts" / "crossmed", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    copy_package(folder / "scripts" / "crossmed")
     write_text_atomic(folder / "scripts" / "__init__.py", SCRIPTS_INIT)
     write_bytes_atomic(folder / "docs" / "example_input.npy", example_input)
     write_text_atomic(folder / "docs" / "README.md", f"# {description['name']}\n\nPredict an image (DICOM must be de-identified):\n\n"

@@ -7,6 +7,7 @@ The crossmed package travels inside the model (code_paths), so `mlflow models se
 
 import base64
 import logging
+import tempfile
 from importlib.metadata import version
 from pathlib import Path
 
@@ -15,9 +16,10 @@ import numpy as np
 import pandas as pd
 from mlflow.models import infer_signature
 
+from crossmed.export.shipped_package import copy_package
+
 log = logging.getLogger("crossmed.export")
 ARTIFACT = "exported_model"
-PACKAGE_DIR = Path(__file__).resolve().parent.parent  # src/crossmed: shipped with the model
 REQUIREMENTS = ("torch", "monai", "numpy", "pandas", "pydicom", "nibabel", "pillow", "onnxruntime", "hydra-core")
 
 
@@ -76,7 +78,9 @@ def save_pyfunc(folder: Path, exported_dir: Path, example_image: bytes, classes:
     model = ExportedModel.load(exported_dir)
     output = result_frame([r for _, _, r in predict_prepared(model, iter(prepared_bytes(model, example_image, "row 0")))],
                           classes)
-    mlflow.pyfunc.save_model(str(folder), python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
-                             artifacts={ARTIFACT: str(exported_dir)}, code_paths=[str(PACKAGE_DIR)],
-                             signature=infer_signature(example, output), input_example=example,
-                             pip_requirements=[f"{name}=={version(name)}" for name in REQUIREMENTS])
+    with tempfile.TemporaryDirectory(prefix="crossmed-package-") as tmp:
+        package = copy_package(Path(tmp) / "crossmed")
+        mlflow.pyfunc.save_model(str(folder), python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
+                                 artifacts={ARTIFACT: str(exported_dir)}, code_paths=[str(package)],
+                                 signature=infer_signature(example, output), input_example=example,
+                                 pip_requirements=[f"{name}=={version(name)}" for name in REQUIREMENTS])
