@@ -20,7 +20,7 @@ IDENTIFYING = ("PatientName", "PatientID", "OtherPatientIDs", "PatientTelephoneN
                "RequestingPhysician", "NameOfPhysiciansReadingStudy", "PatientMotherBirthName", "OtherPatientNames",
                "DeviceSerialNumber", "StationName", "StudyID", "RequestedProcedureID", "ScheduledProcedureStepID")
 TEXT_VRS = {"LO", "SH", "PN", "LT", "ST", "UT", "UC"}
-NOT_IDENTIFYING = {"ANONYMIZED", "ANONYMOUS", "TEST", "NONE", "UNKNOWN", "NAME", "HIS", "TEXT"}
+NOT_IDENTIFYING = {"ANONYMIZED", "ANONYMOUS", "TEST", "NONE", "UNKNOWN", "NAME", "HIS", "TEXT", "PATIENT"}
 MIN_LENGTH_IN_BINARIES = 6  # short names occur by chance in megabytes of pixels and weights
 
 
@@ -38,19 +38,36 @@ def _forms(value: str) -> set[str]:
     return forms
 
 
+def searchable(value: str) -> bool:
+    """Return whether a value can identify anyone: a letter in it or five digits, not one repeated character."""
+    text = value.strip()
+    return (len(text) >= 3 or not text.isascii()) and len(set(text)) > 1 and text.upper() not in NOT_IDENTIFYING and \
+        (re.search(r"[^\W\d_]", text) is not None or sum(c.isdigit() for c in text) >= 5)
+
+
+def _read_header(path: Path):
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True, force=True)
+    except Exception:
+        return None
+
+
 def dicom_values(path: Path) -> set[str]:
     """Return the identifying values of one raw DICOM file (empty when it cannot be read)."""
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
-    except Exception:
-        return set()
-    values = set()
-    for element in ds.iterall():
+    ds, values = _read_header(path), set()
+    for element in ds.iterall() if ds is not None else ():
         private_text = element.tag.is_private and element.VR in TEXT_VRS
         if (element.keyword in IDENTIFYING or private_text) and element.VR not in ("SQ", "OB", "OW", "UN") and element.value:
             text = str(element.value)
             values |= _name_parts(text) if element.VR == "PN" else {v for t in text.split("\\") for v in _forms(t)}
-    return {v for v in values if len(v) >= 3 or not v.isascii()} - NOT_IDENTIFYING
+    return {v for v in values if searchable(v)}
+
+
+def public_values(path: Path) -> set[str]:
+    """Return the text of a file's public attributes that identify no one (a vendor's word in a private tag is no leak)."""
+    ds = _read_header(path)
+    return {str(e.value) for e in (ds.iterall() if ds is not None else ()) if not e.tag.is_private and e.value
+            and e.VR in (TEXT_VRS | {"CS"}) - {"PN"} and e.keyword not in IDENTIFYING}
 
 
 def table_values(path: Path, columns: tuple[str, ...]) -> set[str]:
@@ -62,7 +79,7 @@ def table_values(path: Path, columns: tuple[str, ...]) -> set[str]:
         for column in columns:
             if row.get(column):
                 values |= _name_parts(row[column]) | _forms(row[column])
-    return values - NOT_IDENTIFYING
+    return {v for v in values if searchable(v)}
 
 
 @dataclass
