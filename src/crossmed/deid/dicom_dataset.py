@@ -16,7 +16,7 @@ from crossmed import __version__
 from crossmed.deid.dates import shift_da, shift_dt
 from crossmed.deid.profile import STANDARD_REVISION, Profile
 from crossmed.deid.pseudonyms import Pseudonymizer
-from crossmed.deid.text_scan import person_name_variants, scrub_text
+from crossmed.deid.text_scan import NameSet, person_name_variants, scrub_text
 from crossmed.deid.unlisted import TEXT_VRS, dictionary_vr, unlisted_action
 
 DUMMY_BY_VR = {
@@ -38,7 +38,7 @@ class PatientContext:
     real_id: str
     pseudo_id: str
     date_offset_days: int
-    names: tuple[str, ...]  # every person the file names: searched for in the text that is kept
+    names: NameSet  # every person the file names (patient and staff): searched for in the text that is kept
 
 
 def _person_names(ds: Dataset) -> list[str]:
@@ -58,11 +58,8 @@ def _person_names(ds: Dataset) -> list[str]:
 def patient_context(ds: Dataset, pseudonyms: Pseudonymizer) -> PatientContext:
     """Return the patient context of a dataset: pseudonym, date shift and the name variants to search for."""
     real_id = str(ds.get("PatientID", "") or "")
-    variants: list[str] = []
-    for name in [str(ds.get("PatientName", "") or ""), *_person_names(ds)]:
-        variants += [v for v in person_name_variants(name) if v not in variants]
-    return PatientContext(real_id, pseudonyms.patient_id(real_id), pseudonyms.date_offset_days(real_id),
-                          tuple(sorted(variants, key=len, reverse=True)))
+    people = [person_name_variants(name) for name in [str(ds.get("PatientName", "") or ""), *_person_names(ds)]]
+    return PatientContext(real_id, pseudonyms.patient_id(real_id), pseudonyms.date_offset_days(real_id), NameSet(people))
 
 
 class DatasetDeidentifier:

@@ -7,7 +7,7 @@ span found maps back onto the original text and the output keeps the original ev
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
 from crossmed.national_ids import find_estonian_codes, find_korean_rrns
@@ -241,7 +241,7 @@ def _term_pattern(form: str) -> tuple[str, str, str] | None:
     return "main", chars[0], rf"(?<![{_LATIN}].){rest}[{_LATIN}]*"
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=4096)
 def _name_patterns(names: tuple[str, ...]) -> tuple[re.Pattern | None, re.Pattern | None]:
     """Return the compiled (main, short) name patterns for a tuple of name variants (cached: a patient's files share them)."""
     buckets: dict[str, dict[str, set[tuple[int, str]]]] = {"main": {}, "short": {}}
@@ -262,6 +262,20 @@ def _name_patterns(names: tuple[str, ...]) -> tuple[re.Pattern | None, re.Patter
     return compiled[0], compiled[1]
 
 
+class NameSet:
+    """Name patterns of several people, compiled once per person: a patient's and the staff's names recur across
+    files, while the mix of people differs from file to file (one pattern for the mix would be compiled per file)."""
+
+    def __init__(self, people: Iterable[Sequence[str]]):
+        self.patterns = [_name_patterns(tuple(variants)) for variants in dict.fromkeys(tuple(p) for p in people) if variants]
+
+    @classmethod
+    def of(cls, names: "Sequence[str] | NameSet") -> "NameSet":
+        """Return `names` as a NameSet (a plain sequence of variants counts as one person)."""
+        return names if isinstance(names, NameSet) else cls([tuple(names)])
+
+
+@lru_cache(maxsize=4096)
 def person_name_variants(pn_value: str) -> tuple[str, ...]:
     """Return the search terms for a DICOM PN value: components, family/given pairs, transliterations, surname variants."""
     terms: set[str] = set()
@@ -423,7 +437,7 @@ def _dates(view: str) -> list[tuple[int, int]]:
 # Public API
 # ---------------------------------------------------------------------------------------------------------------
 
-def find_identifiers(text: str, names: Sequence[str]) -> list[tuple[int, int, str]]:
+def find_identifiers(text: str, names: "Sequence[str] | NameSet") -> list[tuple[int, int, str]]:
     """Return (start, end, kind) spans of identifiers in the original `text`, ordered by start."""
     if not text:
         return []
@@ -447,13 +461,13 @@ def find_identifiers(text: str, names: Sequence[str]) -> list[tuple[int, int, st
         found += [(s, e, "date") for s, e in _dates(view)]  # before phones: 3/13/2024 has a phone's seven digits
     numbers = [(start, end, _run_kind(view[start:end])) for start, end, _ in runs]
     found += [span for span in numbers if span[2] == "phone"]
-    main, short = _name_patterns(tuple(names))
-    if main is not None:
-        found += [(m.start(), m.end(), "patient_name") for m in main.finditer(view)]
-    if short is not None:
-        for m in short.finditer(view):
-            if text[starts[m.start()] if starts is not None else m.start()].isupper():
-                found.append((m.start(), m.end(), "patient_name"))
+    for main, short in NameSet.of(names).patterns:
+        if main is not None:
+            found += [(m.start(), m.end(), "patient_name") for m in main.finditer(view)]
+        if short is not None:
+            for m in short.finditer(view):
+                if text[starts[m.start()] if starts is not None else m.start()].isupper():
+                    found.append((m.start(), m.end(), "patient_name"))
     found += [(s, e, "titled_name") for s, e in _titled_latin(view, text, starts)]
     if not text.isascii() and _HANGUL_TITLE_HINT.search(view):
         found += [(s, e, "titled_name") for s, e in _titled_hangul(view)]
@@ -478,7 +492,7 @@ def find_identifiers(text: str, names: Sequence[str]) -> list[tuple[int, int, st
     return sorted((*_original_span(s, e, starts, len(text)), kind) for s, e, kind in accepted)
 
 
-def scrub_text(text: str, names: Sequence[str]) -> tuple[str, list[str]]:
+def scrub_text(text: str, names: "Sequence[str] | NameSet") -> tuple[str, list[str]]:
     """Return `text` with identifier spans (overlapping ones merged) replaced by [REMOVED], and the kinds found."""
     spans = find_identifiers(text, names)
     if not spans:
@@ -495,6 +509,6 @@ def scrub_text(text: str, names: Sequence[str]) -> tuple[str, list[str]]:
     return "".join(pieces), kinds
 
 
-def contains_identifiers(text: str, names: Sequence[str]) -> list[str]:
+def contains_identifiers(text: str, names: "Sequence[str] | NameSet") -> list[str]:
     """Return the kinds of identifier found in `text` (empty when none): the check a PHI gate needs."""
     return [kind for _, _, kind in find_identifiers(text, names)]
