@@ -409,3 +409,52 @@ def test_manifest_site_names_are_checked_before_anything_is_written(tmp_path, ti
     with pytest.raises(ConfigError, match="site code '../../..'"):
         deidentify_source(cfg)
     assert not Path(cfg.paths.deidentified).exists()
+
+
+def test_clinical_table_refuses_bad_dates_and_empty_ids_with_a_message(tmp_path, capsys):
+    (tmp_path / "k.key").write_bytes(KEY)
+    table = tmp_path / "clinical.csv"
+    base = ["--key-file", str(tmp_path / "k.key"), "--date-column", "study_date", "--keep-column", "age"]
+    table.write_text("patient_id,study_date,age\nKW1,2024-03-13,40\nKW2,13/13/2024,50\n", encoding="utf-8")
+    assert main(["deidentify-table", str(table), str(tmp_path / "out.csv"), *base]) == 2
+    assert "row 3, column 'study_date': not a date" in capsys.readouterr().err
+    table.write_text("patient_id,study_date,age\nKW1,2024-03-13,40\n,2024-03-14,50\n", encoding="utf-8")
+    assert main(["deidentify-table", str(table), str(tmp_path / "out.csv"), *base]) == 2
+    assert "empty 'patient_id' in row(s) [3]" in capsys.readouterr().err
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_an_unreadable_key_file_is_a_message(tmp_path, monkeypatch, capsys):
+    key = tmp_path / "k.key"
+    key.write_bytes(KEY)
+    real = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: (_ for _ in ()).throw(PermissionError(13, "Permission denied"))
+                        if self == key else real(self))
+    write(base_dataset(), tmp_path / "src" / "a.dcm")
+    assert main(["deidentify", str(tmp_path / "src"), str(tmp_path / "out"), "--key-file", str(key)]) == 2
+    assert "key file cannot be read (Permission denied)" in capsys.readouterr().err
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_escaped(tmp_path):
+    write(base_dataset(), tmp_path / "src" / "a.dcm")
+    (tmp_path / "src" / '=HYPERLINK("evil.example","x").dcm').write_bytes(b"junk")
+    deidentify_tree(tmp_path / "src", tmp_path / "out", _settings(), site_records=tmp_path / "site")
+    rows = list(csv.DictReader(open(tmp_path / "site" / "rejected_sources.csv", encoding="utf-8")))
+    assert rows[0]["source_path"].startswith("'=HYPERLINK(")
+    (tmp_path / "k.key").write_bytes(KEY)
+    (tmp_path / "clinical.csv").write_text("patient_id,note,score\nKW1,=1+2,-3.5\nKW2,@SUM(A1),+7\n", encoding="utf-8")
+    assert main(["deidentify-table", str(tmp_path / "clinical.csv"), str(tmp_path / "out.csv"), "--key-file",
+                 str(tmp_path / "k.key"), "--keep-column", "note", "--keep-column", "score"]) == 0
+    kept = list(csv.DictReader(open(tmp_path / "out.csv", encoding="utf-8")))
+    assert [(r["note"], r["score"]) for r in kept] == [("'=1+2", "-3.5"), ("'@SUM(A1)", "+7")]
+
+
+def test_a_study_folder_named_after_a_patient_is_refused(tmp_path, tiny_study):
+    from conftest import tiny_config
+    from crossmed.deid.study import deidentify_source
+
+    folder = tmp_path / f"export_{RRN}"
+    write(base_dataset(), folder / "IM1.dcm")
+    cfg = tiny_config(tmp_path, "data=folder", f"data.path={folder}", "study.external_sites=[]")
+    with pytest.raises(ConfigError, match="data.path.*korean_rrn"):
+        deidentify_source(cfg)

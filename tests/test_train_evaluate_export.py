@@ -72,6 +72,10 @@ def test_mlflow_run_holds_params_metrics_tags_and_artifacts(trained_study):
     run = client.get_run(reference["run_id"])
     assert run.data.params["model.name"] == "resnet_small"
     assert run.data.params["train.max_epochs"] == str(trained_study.train.max_epochs)
+    from crossmed.shareable_config import SITE_LOCAL
+
+    # Where the site keeps raw data, keys and records is the site's own: not in the shared record.
+    assert {run.data.params[k] for k in ("data.input", "deid.key_dir", "deid.site_records", "paths.raw")} == {SITE_LOCAL}
     assert {"internal_test_auc", "external_test_auc", "best_val_auc", "val_auc", "train_loss"} <= set(run.data.metrics)
     history = client.get_metric_history(run.info.run_id, "val_auc")
     assert [m.step for m in history] == list(range(1, trained_study.train.max_epochs + 1))

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from crossmed.errors import InputError
 from crossmed.files import write_json_atomic
+from crossmed.shareable_config import shareable
 
 log = logging.getLogger("crossmed.tracking")
 TRACKED_PACKAGES = ["crossmed", "torch", "monai", "mlflow", "dvc", "hydra-core", "pydicom", "numpy", "scikit-learn", "onnx", "onnxruntime"]
@@ -113,7 +114,7 @@ def start_study_run(cfg: DictConfig, run_name: str, extra_tags: dict):
     if os.environ.get("DVC_EXP_NAME"):  # the same name in `dvc exp show` and in the MLflow UI
         tags["dvc.experiment"] = os.environ["DVC_EXP_NAME"]
     run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
-    mlflow.log_params(flatten(cfg))
+    mlflow.log_params(flatten(shareable(cfg)))  # site-local paths (raw data, keys, records) stay on site
     log.info("MLflow run %s in experiment '%s' at %s", run.info.run_id, cfg.mlflow.experiment_name, mlflow.get_tracking_uri())
     return run
 

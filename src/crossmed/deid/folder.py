@@ -16,8 +16,9 @@ from crossmed.data.sources.folder import ManifestSpec, manifest_problems, read_m
 from crossmed.deid.image_rewrite import rewrite_image
 from crossmed.deid.keys import load_key
 from crossmed.deid.settings import DeidSettings, settings_from_config
+from crossmed.deid.text_scan import contains_identifiers
 from crossmed.deid.tree import deidentify_files
-from crossmed.errors import InputError
+from crossmed.errors import ConfigError, InputError
 from crossmed.files import atomic_path, spreadsheet_safe
 from crossmed.site_codes import check_site_code
 
@@ -51,9 +52,19 @@ def _check_sites(manifest_path: Path, table: pd.DataFrame, spec: ManifestSpec) -
             check_site_code(site, f"{manifest_path} row {number}, column '{spec.site}'")
 
 
+def check_folder_name(folder: Path) -> None:
+    """Refuse a study folder whose path looks like it holds an identifier: dvc.lock and params.yaml record it."""
+    kinds = contains_identifiers(str(folder), ())
+    if kinds:
+        raise ConfigError("data.path", f"the path looks like it holds an identifier ({', '.join(sorted(set(kinds)))}); "
+                                       "dvc.lock and params.yaml record it and are shared: give the folder a neutral name "
+                                       "(or link one to it)")
+
+
 def deidentify_folder(folder: str | Path, out_dir: Path, data_cfg, deid_cfg) -> dict:
     """Write `out_dir`/manifest.csv with pseudonymous patients and the images it names; return a summary per site."""
     folder = Path(folder)
+    check_folder_name(folder)
     spec = ManifestSpec.from_config(data_cfg)
     manifest_path = folder / str(data_cfg.manifest)
     table = read_manifest(manifest_path, spec)

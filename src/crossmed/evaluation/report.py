@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from crossmed import __version__
 from crossmed.errors import InputError
 from crossmed.files import write_text_atomic
+from crossmed.shareable_config import shareable
 
 METRIC_NAMES = {"auc": "ROC AUC", "pr_auc": "PR AUC (average precision)", "accuracy": "Accuracy",
                 "balanced_accuracy": "Balanced accuracy", "sensitivity": "Sensitivity", "specificity": "Specificity",
@@ -219,8 +220,8 @@ def report_markdown(cfg: DictConfig, evaluation: Path, metrics_path: Path, histo
     lines += [*_gradcam_section(evaluation), *limitations(cfg, card, groups, operating),
               "## Checklist", "", "Where this report covers the evaluation topics of TRIPOD+AI and CLAIM (item numbers: see the "
               "official checklists).", "", *markdown_table(["topic", "section"], [list(item) for item in CHECKLIST]),
-              "## Configuration", "", "```yaml", OmegaConf.to_yaml(OmegaConf.masked_copy(cfg, ["study", "data", "model", "train",
-                                                                                         "evaluate"])).strip(), "```", ""]
+              "## Configuration", "", "```yaml", OmegaConf.to_yaml(OmegaConf.masked_copy(shareable(cfg), ["study", "data", "model",
+                                                                                                    "train", "evaluate"])).strip(), "```", ""]
     return "\n".join(lines)
 
 

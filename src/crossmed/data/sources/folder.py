@@ -138,4 +138,4 @@ def folder_table(deid_dir: str | Path, data_cfg) -> SourceTable:
         subgroups.append("device")
         log.info("device subgroup from the DICOM headers: %s", dict(rows["device"].replace("", "unknown").value_counts()))
     log.info("read %s: %d images from %d sites", path, len(rows), rows["site"].nunique())
-    return SourceTable(rows, labels, spec.task, subgroups, {"type": "folder", "manifest": str(data_cfg.path)})
+    return SourceTable(rows, labels, spec.task, subgroups, {"type": "folder", "manifest": str(data_cfg.manifest)})
