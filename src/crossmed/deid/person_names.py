@@ -10,7 +10,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
-from crossmed.deid.text_normalise import is_cjk, normalise, original_text
+from crossmed.deid.text_normalise import is_cjk, normalise, original_text, romanised_syllable
 
 # ---------------------------------------------------------------------------------------------------------------
 # Names
@@ -119,6 +119,11 @@ def person_name_variants(pn_value: str) -> tuple[str, ...]:
             families |= set(group_names)
         for piece in [*components, *words, *families]:
             terms.add(piece)
+        if given and all(_is_syllable(ch) for ch in given):  # a Korean given name, also as people romanise it
+            romanised_given = _romanisations(given)
+            terms.update(romanised_given)
+            for fam in (f for f in families if not is_cjk(f[0])):
+                terms.update(f"{fam} {g}" for g in romanised_given)
         if family and given:
             # Only same-script pairs: a Hangul given name after a romanised family name is not how anyone writes it.
             for fam in (f for f in families if is_cjk(f[0]) == is_cjk(given[0])):
@@ -130,6 +135,27 @@ def person_name_variants(pn_value: str) -> tuple[str, ...]:
             if len(compact) >= 2 or (len(compact) == 1 and is_cjk(compact)):
                 variants.add(variant)
     return tuple(sorted(variants, key=lambda v: (-len(v), v)))
+
+
+_ALTERNATE_INITIALS = {"g": "k", "d": "t", "b": "p", "j": "ch"}  # Revised Romanization beside McCune-Reischauer
+
+
+def _is_syllable(ch: str) -> bool:
+    return "\uac00" <= ch <= "\ud7a3"
+
+
+def _romanisations(hangul: str) -> set[str]:
+    """Return the ways a Hangul given name is romanised: Revised Romanization, and with k/t/p/ch syllable starts."""
+    options = [{romanised_syllable(ch)} for ch in hangul]
+    for choices in options:
+        syllable = next(iter(choices))
+        for plain, alternate in _ALTERNATE_INITIALS.items():
+            if syllable.startswith(plain) and not syllable.startswith(plain * 2):
+                choices.add(alternate + syllable[len(plain):])
+    forms = {""}
+    for choices in options[:4]:  # four syllables at most: the variants multiply
+        forms = {form + choice for form in forms for choice in choices}
+    return {form.capitalize() for form in forms}
 
 
 def _strip_marks(text: str) -> str:

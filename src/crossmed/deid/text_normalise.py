@@ -1,8 +1,9 @@
 """The normalised view of text that identifier matching runs on, with the map back to original offsets.
 
-The view is NFKC, casefolded, with diacritics and invisible characters dropped, dashes and spaces unified and
-digits in ASCII, Hangul syllables kept whole; it remembers which original character each of its characters came
-from. Also here: the character classes the matchers share (Hangul, CJK).
+The view is NFKC, casefolded, with diacritics and invisible characters dropped, dashes and spaces unified,
+digits in ASCII and Cyrillic in Latin letters, Hangul syllables kept whole; it remembers which original
+character each of its characters came from. A second view romanises Hangul (Revised Romanization), so names
+known only in Latin letters are found in Korean text. Also here: the character classes the matchers share.
 """
 
 import re
@@ -10,6 +11,17 @@ import unicodedata
 
 _ASCII_SPACES = str.maketrans("\t\n\r\v\f", "     ")
 _PLAIN = re.compile("[ -~\uac00-\ud7a3]*")
+# Cyrillic read as Latin letters (a common scholarly romanisation), so Ivanov matches Иванов: Estonia's Russian
+# speakers are often named in one script in the header and in the other in free text.
+_CYRILLIC = dict(zip("абвгдеёжзийклмнопрстуфхцчшщъыьэюяіїєґ",
+                     ["a", "b", "v", "g", "d", "e", "e", "zh", "z", "i", "i", "k", "l", "m", "n", "o", "p", "r", "s", "t",
+                      "u", "f", "kh", "ts", "ch", "sh", "shch", "", "y", "", "e", "yu", "ya", "i", "i", "ye", "g"]))
+# Revised Romanization of Korean, per syllable part (initial, medial, final), as names are romanised.
+_RR_INITIALS = ["g", "kk", "n", "d", "tt", "r", "m", "b", "pp", "s", "ss", "", "j", "jj", "ch", "k", "t", "p", "h"]
+_RR_MEDIALS = ["a", "ae", "ya", "yae", "eo", "e", "yeo", "ye", "o", "wa", "wae", "oe", "yo", "u", "wo", "we", "wi", "yu",
+               "eu", "ui", "i"]
+_RR_FINALS = ["", "k", "k", "k", "n", "n", "n", "t", "l", "k", "m", "l", "l", "l", "p", "l", "m", "p", "p", "t", "t",
+              "ng", "t", "t", "k", "t", "p", "t"]
 
 
 def _is_hangul(ch: str) -> bool:
@@ -24,10 +36,30 @@ def is_cjk(ch: str) -> bool:
             or 0x3400 <= o <= 0x9FFF or 0xF900 <= o <= 0xFAFF)
 
 
+def romanised_syllable(ch: str) -> str:
+    """Return the Revised Romanization of one Hangul syllable (홍 -> hong, 길 -> gil)."""
+    index = ord(ch) - 0xAC00
+    return _RR_INITIALS[index // 588] + _RR_MEDIALS[index % 588 // 28] + _RR_FINALS[index % 28]
+
+
+def romanised(text: str) -> tuple[str, list[int]]:
+    """Return the normalised view of `text` with every Hangul syllable romanised, and each character's original index."""
+    view, starts = normalise(text)
+    starts = starts if starts is not None else list(range(len(text)))
+    out, origin = [], []
+    for ch, index in zip(view, starts):
+        piece = romanised_syllable(ch) if _is_hangul(ch) else ch
+        out.append(piece)
+        origin.extend([index] * len(piece))
+    return "".join(out), origin
+
+
 def _normal_char(ch: str) -> str:
     """Return the normalised form of one character: empty, one or several characters."""
     if _is_hangul(ch):
         return ch  # NFD would split the syllable into jamo, and names are matched syllable by syllable
+    if ch.lower() in _CYRILLIC:
+        return _CYRILLIC[ch.lower()]
     out = []
     for part in unicodedata.normalize("NFD", unicodedata.normalize("NFKC", ch).casefold()):
         category = unicodedata.category(part)

@@ -10,10 +10,12 @@ from collections.abc import Sequence
 
 # name_components and person_name_variants are re-exported: callers have long imported them from this module.
 from crossmed.deid.person_names import NameSet, name_components, person_name_variants, titled_name_spans
-from crossmed.deid.text_normalise import normalise, original_span
+from crossmed.deid.text_normalise import normalise, original_span, romanised
 from crossmed.national_ids import find_estonian_codes, find_korean_rrns
 
 REMOVED = "[REMOVED]"
+_HANGUL = re.compile("[\uac00-\ud7a3]")
+MAX_PASSES = 4  # each pass removes at least one span; four cover every nesting seen, and bound the work
 KINDS = ("korean_rrn", "estonian_code", "email", "url", "date", "phone", "patient_name", "titled_name", "id_number")
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -166,13 +168,42 @@ def find_identifiers(text: str, names: "Sequence[str] | NameSet") -> list[tuple[
                 break
         else:
             accepted.append(span)
-    if starts is None:
-        return sorted(accepted)
-    return sorted((*original_span(s, e, starts, len(text)), kind) for s, e, kind in accepted)
+    spans = accepted if starts is None else [(*original_span(s, e, starts, len(text)), kind) for s, e, kind in accepted]
+    extra = [r for r in _names_in_romanised_hangul(text, view, names) if not any(s < r[1] and r[0] < e for s, e, _ in spans)]
+    return sorted(spans + extra)
+
+
+def _names_in_romanised_hangul(text: str, view: str, names: "Sequence[str] | NameSet") -> list[tuple[int, int, str]]:
+    """Return spans (in the original text) of Latin-script names written in Hangul (Hong Gildong as 홍길동)."""
+    if not _HANGUL.search(view):
+        return []
+    roman, origin = romanised(text)
+    spans = []
+    for main, _ in NameSet.of(names).patterns:
+        for m in main.finditer(roman) if main is not None else ():
+            start, last = origin[m.start()], origin[m.end() - 1]
+            if _HANGUL.match(text[start]) and _HANGUL.match(text[last]):  # a whole syllable run, not Latin text again
+                spans.append((start, last + 1, "patient_name"))
+    return spans
 
 
 def scrub_text(text: str, names: "Sequence[str] | NameSet") -> tuple[str, list[str]]:
-    """Return `text` with identifier spans (overlapping ones merged) replaced by [REMOVED], and the kinds found."""
+    """Return `text` with identifier spans (overlapping ones merged) replaced by [REMOVED], and the kinds found.
+
+    Passes repeat until one finds nothing: removing a name can leave text that reads as an identifier only now
+    ('example.kr홍길동' -> 'example.kr[REMOVED]', a URL; '판독 홍길동Dr. Tamm' -> a titled name at a word start).
+    """
+    kinds: list[str] = []
+    for _ in range(MAX_PASSES):
+        text, found = _scrub_once(text, names)
+        if not found:
+            break
+        kinds += found
+    return text, kinds
+
+
+def _scrub_once(text: str, names: "Sequence[str] | NameSet") -> tuple[str, list[str]]:
+    """Return `text` with one pass of identifier spans replaced, and the kinds found."""
     spans = find_identifiers(text, names)
     if not spans:
         return text, []
