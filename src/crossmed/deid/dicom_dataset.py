@@ -16,8 +16,10 @@ from crossmed import __version__
 from crossmed.deid.dates import shift_da, shift_dt
 from crossmed.deid.profile import STANDARD_REVISION, Profile
 from crossmed.deid.pseudonyms import Pseudonymizer
-from crossmed.deid.text_scan import NameSet, person_name_variants, scrub_text
+from crossmed.deid.text_scan import REMOVED, NameSet, person_name_variants, scrub_text
 from crossmed.deid.unlisted import TEXT_VRS, dictionary_vr, unlisted_action
+from crossmed.deid.value_checks import (LUT_DESCRIPTORS, bound_lut_data, declared_vr_fits, digits_of, known_character_sets,
+                                         misdeclared_text, number_identifies, registered_uid, value_count_fits)
 
 DUMMY_BY_VR = {
     "PN": "ANONYMOUS", "LO": "ANONYMIZED", "SH": "ANONYMIZED", "LT": "ANONYMIZED", "ST": "ANONYMIZED",
@@ -27,7 +29,11 @@ DUMMY_BY_VR = {
 SCANNED_VRS = TEXT_VRS | {"CS"}
 EMPTIED_VRS = TEXT_VRS | {"CS", "DA", "TM", "DT"}  # Z leaves these as empty strings, others as no value
 PATIENT_ID, PATIENT_NAME, PATIENT_AGE = 0x00100020, 0x00100010, 0x00101010
-SPECIFIC_CHARACTER_SET = 0x00080005  # structural: names the encoding of every text value ('GB18030' is no ID)
+SPECIFIC_CHARACTER_SET = 0x00080005  # structural: only the terms the standard defines are kept
+IDENTIFIER_KEYWORDS = ("PatientID", "OtherPatientIDs", "AccessionNumber", "StudyID", "RequestedProcedureID",
+                       "ScheduledProcedureStepID", "PerformedProcedureStepID", "AdmissionID", "MedicalRecordLocator")
+CHECKED_NUMBER_VRS = {"IS", "DS", "US", "SS", "UL", "SL", "UV", "SV", "AT", "FL", "FD"}
+REMOVED_ACTIONS = {"P": "private_removed", "X": "X", "V": "vr_mismatch_removed"}
 OLDEST_REPORTED_AGE = 90  # ages over 89 are one group (HIPAA Safe Harbor, used by many IRBs)
 
 
@@ -38,7 +44,8 @@ class PatientContext:
     real_id: str
     pseudo_id: str
     date_offset_days: int
-    names: NameSet  # every person the file names (patient and staff): searched for in the text that is kept
+    names: NameSet  # every person the file names (patient and staff) and the patient's IDs: searched for in kept text
+    identifier_digits: frozenset[str]  # digits of the patient's IDs and birth date: no kept number may equal one
 
 
 def _person_names(ds: Dataset) -> list[str]:
@@ -55,11 +62,35 @@ def _person_names(ds: Dataset) -> list[str]:
     return names
 
 
+def _identifiers(ds: Dataset) -> list[str]:
+    """Return the patient's IDs the file holds (patient, other and issuer-qualified IDs, accession, study, requests)."""
+    values = []
+    for keyword in IDENTIFIER_KEYWORDS:
+        value = ds.get(keyword)
+        values += [str(v) for v in (value if isinstance(value, (list, MultiValue)) else [value]) if v]
+    for item in ds.get("OtherPatientIDsSequence", None) or []:
+        values += [str(item.get("PatientID", "") or "")]
+    return [v.strip() for v in values if len(v.strip()) >= 3]
+
+
+def _birth_date_forms(ds: Dataset) -> list[str]:
+    """Return the ways a birth date is written in text (YYYYMMDD, YYMMDD, DDMMYYYY, DDMMYY, MMDDYY; separators are
+    matched like a name's)."""
+    value = str(ds.get("PatientBirthDate", "") or "").strip()
+    if len(value) != 8 or not value.isdigit():
+        return []
+    yyyy, yy, mm, dd = value[:4], value[2:4], value[4:6], value[6:]
+    return [value, yy + mm + dd, dd + mm + yyyy, dd + mm + yy, mm + dd + yy]
+
+
 def patient_context(ds: Dataset, pseudonyms: Pseudonymizer) -> PatientContext:
-    """Return the patient context of a dataset: pseudonym, date shift and the name variants to search for."""
+    """Return the patient context of a dataset: pseudonym, date shift, and the names and IDs to search for."""
     real_id = str(ds.get("PatientID", "") or "")
     people = [person_name_variants(name) for name in [str(ds.get("PatientName", "") or ""), *_person_names(ds)]]
-    return PatientContext(real_id, pseudonyms.patient_id(real_id), pseudonyms.date_offset_days(real_id), NameSet(people))
+    identifiers = _identifiers(ds) + _birth_date_forms(ds)
+    digits = frozenset(d for d in map(digits_of, identifiers) if len(d) >= 5)
+    return PatientContext(real_id, pseudonyms.patient_id(real_id), pseudonyms.date_offset_days(real_id),
+                          NameSet([*people, tuple(identifiers)]), digits)
 
 
 class DatasetDeidentifier:
@@ -79,26 +110,41 @@ class DatasetDeidentifier:
         self._mark(ds)
         return patient, counts
 
-    def action(self, ds: Dataset, tag) -> tuple[str, str | None]:
-        """Return (action, VR as read) for one element: the table's action, else the allow-list's."""
+    def action(self, ds: Dataset, tag, parent: str = "top") -> tuple[str, str | None]:
+        """Return (action, VR as read) for one element: P private, V a VR its tag does not allow, else the table's
+        action or the allow-list's; `parent` is 'top' or the keyword of the sequence the element stands in."""
         vr = ds.get_item(tag).VR
         if tag.is_private:
             return "P", vr
+        if not declared_vr_fits(int(tag), vr):
+            return "V", vr  # a text written as a number or a UID would pass every check made for its declared VR
         action = self.profile.action_for(int(tag))
-        return (action if action is not None else unlisted_action(int(tag), vr, self.dates)), vr
+        return (action if action is not None else unlisted_action(int(tag), vr, self.dates, parent)), vr
 
-    def _walk(self, ds: Dataset, patient: PatientContext, counts: Counter) -> None:
+    def _walk(self, ds: Dataset, patient: PatientContext, counts: Counter, parent: str = "top") -> None:
         for tag in list(ds.keys()):
-            action, raw_vr = self.action(ds, tag)
-            if action in ("P", "X"):
+            action, raw_vr = self.action(ds, tag, parent)
+            if action in REMOVED_ACTIONS:
                 del ds[tag]  # removed (a sequence with everything in it) without decoding its value
-                counts["private_removed" if action == "P" else "X"] += 1
+                counts[REMOVED_ACTIONS[action]] += 1
                 continue
             vr = raw_vr or dictionary_vr(int(tag))
-            if action == "K" and (vr not in SCANNED_VRS and vr != "SQ" and int(tag) != PATIENT_AGE
-                                  or int(tag) == SPECIFIC_CHARACTER_SET):
-                continue  # codes, numbers, class UIDs and pixels: kept byte for byte, never decoded
+            if int(tag) == SPECIFIC_CHARACTER_SET:
+                ds[tag].value = known_character_sets(ds[tag].value)
+                continue
+            if int(tag) in LUT_DESCRIPTORS:
+                if not bound_lut_data(ds, int(tag)):
+                    del ds[tag]
+                    counts["lut_without_descriptor_removed"] += 1
+                continue
+            if action == "K" and vr not in SCANNED_VRS | CHECKED_NUMBER_VRS | {"SQ"} and int(tag) != PATIENT_AGE:
+                continue  # floats, tags and pixels: kept byte for byte, never decoded
             element = ds[tag]
+            if action == "K" and element.VR in CHECKED_NUMBER_VRS:
+                if not value_count_fits(element) or number_identifies(element, patient.identifier_digits):
+                    del ds[tag]
+                    counts["number_removed"] += 1
+                continue
             if element.VR == "SQ":
                 self._sequence(ds, tag, action, patient, counts)
             elif action == "Z":
@@ -128,7 +174,7 @@ class DatasetDeidentifier:
             counts["D"] += 1
         else:
             for item in ds[tag].value:
-                self._walk(item, patient, counts)
+                self._walk(item, patient, counts, ds[tag].keyword or "unknown")
 
     def _dummy(self, tag: int, vr: str, patient: PatientContext):
         if tag in (PATIENT_ID, PATIENT_NAME):
@@ -136,9 +182,13 @@ class DatasetDeidentifier:
         return DUMMY_BY_VR.get(vr)
 
     def _uids(self, value):
+        """Return UIDs re-derived from the site key; UIDs the standard registers (SOP classes and the like) are kept."""
+        def one(uid):
+            return str(uid) if registered_uid(uid) else self.pseudonyms.uid(str(uid))
+
         if isinstance(value, (list, MultiValue)):
-            return [self.pseudonyms.uid(str(v)) for v in value]
-        return self.pseudonyms.uid(str(value)) if value else value
+            return [one(v) for v in value]
+        return one(value) if value else value
 
     def _clean(self, ds, tag, patient, counts) -> None:
         element = ds[tag]
@@ -166,6 +216,10 @@ class DatasetDeidentifier:
         values = list(element.value) if multi else [element.value]
         cleaned = []
         for value in values:
+            if misdeclared_text(str(value)):  # its words are unreadable in the declared character set: none is kept
+                counts["text_misdeclared_charset"] += 1
+                cleaned.append(REMOVED)
+                continue
             text, kinds = scrub_text(str(value), patient.names)
             for kind in kinds:
                 counts[f"text_{kind}"] += 1

@@ -1,13 +1,16 @@
 """Read a source DICOM file within limits and write a de-identified one from scratch: zero preamble, crossmed's own
-file meta, pixels decoded and re-written so no codec metadata (JPEG APP/COM segments) and no trailing bytes travel.
+file meta, explicit VR (little endian, unless the source was big endian), pixels decoded and re-written from their values so no codec metadata (JPEG
+APP/COM segments), no bits above Bits Stored and no trailing bytes travel.
 """
 
 import io
 from pathlib import Path
 
+import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
+from pydicom.pixels import pixel_array
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, UID
 
 from crossmed import __version__
@@ -20,7 +23,10 @@ from crossmed.limits import InputLimits, check_declared_pixels, check_file_size
 # crossmed's own implementation identifiers: the source system's never travel.
 IMPLEMENTATION_CLASS_UID = "2.25.69689975604657715252162115254388801715"
 IMPLEMENTATION_VERSION_NAME = f"CROSSMED_{__version__}"[:16]  # SH: 16 characters
-NATIVE_SYNTAXES = (ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian)
+# Native pixel data that starts like an item tag, a JPEG, JPEG 2000 or JPEG-LS stream is a codestream in disguise:
+# decoded as pixels it would carry its COM and APPn text along.
+COMPRESSED_SIGNATURES = (b"\xfe\xff\x00\xe0", b"\xff\xfe\xe0\x00", b"\xff\xd8\xff", b"\xff\x4f\xff\x51",
+                         b"\x00\x00\x00\x0cjP  ")
 
 
 def _check_bounds(path: Path, data: bytes, limits: InputLimits) -> None:
@@ -84,14 +90,43 @@ def _decode_encapsulated(path: Path, ds: Dataset) -> None:
                       f"pixel data in {source_transfer_syntax(ds).name} could not be decoded ({type(err).__name__}: {err})") from err
 
 
-def _trim_pixel_data(ds: Dataset) -> None:
-    """Drop bytes after the declared native pixel data (padding to an even length stays): they can carry anything."""
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    expected_bits = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1)) * frames * int(ds.BitsAllocated)
-    expected = (expected_bits + 7) // 8
-    expected += expected % 2
-    if len(ds.PixelData) > expected:
-        ds.PixelData = ds.PixelData[:expected]
+def _rewrite_native_pixels(path: Path, ds: Dataset) -> None:
+    """Re-write native pixel data from its decoded values, interleaved, in the byte order of the output.
+
+    Bits above Bits Stored (where legacy overlays and anything else hide), bytes after the declared
+    frames and the source's byte order do not survive; 1-bit data is only trimmed to its declared size.
+    """
+    element = ds["PixelData"]
+    if element.is_undefined_length or bytes(element.value[:8]).startswith(COMPRESSED_SIGNATURES):
+        raise Refusal(path, "damaged_pixel_data", "compressed (encapsulated) pixel data under a native transfer syntax")
+    if int(ds.BitsAllocated) not in (8, 16, 32):
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        expected = (int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1)) * frames * int(ds.BitsAllocated) + 7) // 8
+        ds.PixelData = ds.PixelData[:expected + expected % 2]
+        return
+    try:
+        pixels = pixel_array(ds, raw=True)  # raw: colour spaces stay as stored; planar configuration becomes 0
+    except Exception as err:  # a pixel description pydicom cannot apply
+        raise Refusal(path, "damaged_pixel_data", f"pixel data cannot be decoded ({type(err).__name__}: {err})") from err
+    order = ">" if output_transfer_syntax(source_transfer_syntax(ds)) == ExplicitVRBigEndian else "<"
+    ds.PixelData = np.ascontiguousarray(pixels, dtype=pixels.dtype.newbyteorder(order)).tobytes()
+    ds["PixelData"].VR = "OB" if int(ds.BitsAllocated) == 8 else "OW"
+    if int(ds.get("SamplesPerPixel", 1)) > 1:
+        ds.PlanarConfiguration = 0
+
+
+def _one_pixel_data(ds: Dataset) -> None:
+    """Keep only the integer pixel data when float pixel data travel beside it (an image has one)."""
+    for keyword in ("FloatPixelData", "DoubleFloatPixelData"):
+        if "PixelData" in ds and keyword in ds:
+            del ds[keyword]
+
+
+def recognizable_reason(ds: Dataset) -> str | None:
+    """Return why the image shows recognisable features of the patient (a face), or None."""
+    if str(ds.get("RecognizableVisualFeatures", "") or "").upper() == "YES":
+        return "Recognizable Visual Features is YES"
+    return None
 
 
 def read_source_dicom(path: Path, limits: InputLimits, allow_burned_in: bool) -> Dataset:
@@ -110,22 +145,26 @@ def read_source_dicom(path: Path, limits: InputLimits, allow_burned_in: bool) ->
         raise Refusal(path, "no_pixel_data" if problem == "no pixel data" else "damaged_pixel_data", problem)
     if not allow_burned_in and (reason := burned_in_reason(ds)):
         raise Refusal(path, "burned_in_text", reason)
+    if reason := recognizable_reason(ds):
+        raise Refusal(path, "recognizable_features", reason)
     if not all(keyword in ds for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID")):
         raise Refusal(path, "missing_uid")
+    _one_pixel_data(ds)
     if "PixelData" in ds:
         _declared_pixels(path, ds, limits)
         if source_transfer_syntax(ds).is_compressed:
             _decode_encapsulated(path, ds)
-        _trim_pixel_data(ds)
+        _rewrite_native_pixels(path, ds)
     return ds
 
 
 def output_transfer_syntax(source: UID) -> UID:
-    """Return the transfer syntax a de-identified file is written in: the source's when native, else explicit VR LE."""
-    return source if source in NATIVE_SYNTAXES else ExplicitVRLittleEndian
+    """Return the transfer syntax a de-identified file is written in: explicit VR little endian, or big endian for a
+    big-endian source (pydicom writes no other byte order than the one it read; the syntax is retired and rare)."""
+    return ExplicitVRBigEndian if source == ExplicitVRBigEndian else ExplicitVRLittleEndian
 
 
-def encode_deidentified(ds: Dataset, transfer_syntax: UID) -> bytes:
+def encode_deidentified(ds: Dataset, transfer_syntax: UID = ExplicitVRLittleEndian) -> bytes:
     """Return the DICOM file bytes of `ds` with a zero preamble and a file meta group built from scratch."""
     meta = FileMetaDataset()
     meta.FileMetaInformationVersion = b"\x00\x01"

@@ -15,6 +15,7 @@ REASONS = {
     "damaged_pixel_data": "pixel data truncated or its description incomplete",
     "undecodable_pixel_data": "compressed pixel data this installation cannot decode and re-write",
     "burned_in_text": "pixels may carry burned-in text (BurnedInAnnotation YES, or a modality that usually does)",
+    "recognizable_features": "the image shows recognisable features of the patient (Recognizable Visual Features YES)",
     "missing_uid": "no SOP Class, SOP Instance or Study Instance UID",
     "invalid_uid": "a UID that is not valid DICOM UID syntax",
     "no_patient_id": "no Patient ID: the patient cannot be kept apart from others under one pseudonym",
