@@ -150,8 +150,9 @@ def test_folder_problems_are_reported_together(tmp_path, tiny_study):
     with pytest.raises(InputError) as err:
         run_stages(cfg, through="deidentify")
     message = str(err.value)
-    assert "4 problem(s)" in message and "unknown label 'maybe'" in message and "unreadable image" in message
-    assert "A/missing.png): file not found" in message and "image listed twice" in message
+    assert "4 problem(s)" in message and "row 3: unknown label in column 'label'" in message and "unreadable image" in message
+    assert "row 4: file not found" in message and "image listed twice" in message
+    assert "Kim" not in message and "maybe" not in message, "raw paths and cells are not quoted: they can hold names"
     assert not Path(cfg.paths.deidentified).exists()
 
 

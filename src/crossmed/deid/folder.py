@@ -46,6 +46,35 @@ def _rewrite(folder: Path, name: str, out: Path, site: str, settings: DeidSettin
     return written.relative_to(out).as_posix()
 
 
+def _without_path(reason: str, folder: Path, name: str) -> str:
+    """Return a library's message with the source path taken out (a raw export's paths hold names and IDs)."""
+    return reason.replace(str(folder / name), "the file").replace(name, "the file")
+
+
+def _rewrite_row(folder: Path, table: pd.DataFrame, row: int, spec: ManifestSpec, out: Path, site: str,
+                 settings: DeidSettings, problems: list[str]) -> str:
+    """Re-write one manifest row's image; a refusal joins the problems by row number, without the source path."""
+    name = table.at[row, spec.image]
+    try:
+        return _rewrite(folder, name, out, site, settings)
+    except InputError as err:
+        problems.append(f"row {list(table.index).index(row) + 2}: {_without_path(err.reason, folder, name)}")
+        return ""
+
+
+def subgroup_values(values: pd.Series, patients: pd.Series, raw_ids: pd.Series) -> list[str]:
+    """Return a subgroup column fit to share: a category several patients have; a cell holding an identifier (its
+    row's own ID, a national ID, a phone ...) or a text only one patient has becomes unknown ('')."""
+    text = values.astype(str).str.strip()
+    holders = pd.Series(patients.to_numpy()).groupby(text.to_numpy()).nunique()
+    kept = []
+    for value, raw_id in zip(text, raw_ids):
+        numeric = value.replace(".", "", 1).isdigit()
+        shared = numeric or holders.get(value, 0) >= 2
+        kept.append(value if value and shared and not contains_identifiers(value, [raw_id]) else "")
+    return kept
+
+
 def _check_sites(manifest_path: Path, table: pd.DataFrame, spec: ManifestSpec) -> None:
     for number, site in enumerate(table[spec.site], start=2):
         if site.strip():
@@ -71,13 +100,14 @@ def deidentify_folder(folder: str | Path, out_dir: Path, data_cfg, deid_cfg) -> 
     if table.empty:
         raise InputError(manifest_path, "manifest has no rows")
     _check_sites(manifest_path, table, spec)
-    _, problems = manifest_problems(table, spec, folder)
+    _, problems = manifest_problems(table, spec, folder, show_values=False)  # raw paths hold names: rows only
     for number, name in enumerate(table[spec.image], start=2):
         if image_kind(name) in ("png", "jpeg", "nifti") and (folder / name).is_file():
             reason = unreadable_reason(folder / name)
             if reason:
-                problems.append(f"row {number} ({name}): {reason}")
+                problems.append(f"row {number}: {_without_path(reason, folder, name)}")
     summary = {}
+    raw_ids = table[spec.patient_id].copy()
     table["_out"] = ""
     for site, rows in table.groupby(spec.site, sort=True):
         if problems:  # still de-identify the DICOM files, so their refusals are reported in the same message
@@ -88,13 +118,15 @@ def deidentify_folder(folder: str | Path, out_dir: Path, data_cfg, deid_cfg) -> 
                    if dicom else {})
         for i in rows.index:
             if not problems:
-                table.at[i, "_out"] = written.get(i, "") if i in dicom else _rewrite(folder, rows.at[i, spec.image], out_dir,
-                                                                                     site, settings)
+                table.at[i, "_out"] = written.get(i, "") if i in dicom else _rewrite_row(folder, table, i, spec, out_dir,
+                                                                                         site, settings, problems)
         table.loc[rows.index, spec.patient_id] = [settings.pseudonymizer().patient_id(v) for v in rows[spec.patient_id]]
         summary[site] = {"images": int(len(rows)), "dicom_deidentified": len(written),
                          "other_images_rewritten": len(rows) - len(dicom)}
     report_problems(manifest_path, problems)
     table[spec.image] = table.pop("_out")
+    for column in spec.subgroups:
+        table[column] = subgroup_values(table[column], table[spec.patient_id], raw_ids)
     if "age" in spec.subgroups:  # ages over 89 are grouped (PS3.15 / HIPAA); non-numbers become unknown
         ages = pd.to_numeric(table["age"], errors="coerce")
         table["age"] = [str(min(int(a), OLDEST_AGE)) if pd.notna(a) else "" for a in ages]

@@ -1,7 +1,8 @@
 """Pseudonymise a clinical table with the site key so it stays joinable with its de-identified images.
 
 Columns are kept by an allow-list: the ID, UID and date columns are transformed, the named columns are
-kept (their text searched for the row's names and identifiers), and every other column stays on site.
+kept (their text searched for every patient's names and IDs in the table, and for identifiers of any kind),
+and every other column stays on site.
 """
 
 import logging
@@ -10,11 +11,12 @@ from pathlib import Path
 import pandas as pd
 
 from crossmed.deid.pseudonyms import Pseudonymizer
-from crossmed.deid.text_scan import person_name_variants, scrub_text
+from crossmed.deid.text_scan import NameSet, person_name_variants, scrub_text
 from crossmed.errors import InputError
 from crossmed.files import atomic_path, spreadsheet_safe
 
 log = logging.getLogger("crossmed.deidentify")
+NAMES_PER_PATTERN = 400  # one compiled pattern per few hundred names: fast to build and to run over every cell
 
 
 def _read(src: Path) -> pd.DataFrame:
@@ -53,6 +55,14 @@ def _shifted_dates(src: Path, table: pd.DataFrame, column: str, real_ids: pd.Ser
     return shifted
 
 
+def _everyone(table: pd.DataFrame, id_column: str, name_columns: tuple[str, ...]) -> NameSet:
+    """Return the names and IDs of every row: a note in one row can name another patient (a mother, a twin)."""
+    terms = [v for column in name_columns for name in table[column] for v in person_name_variants(name)]
+    terms += [v.strip() for v in table[id_column] if len(v.strip()) >= 3]
+    unique = list(dict.fromkeys(terms))
+    return NameSet(tuple(unique[i:i + NAMES_PER_PATTERN]) for i in range(0, len(unique), NAMES_PER_PATTERN))
+
+
 def deidentify_table(src: str | Path, dst: str | Path, pseudonyms: Pseudonymizer, id_column: str = "patient_id",
                      keep_columns: tuple[str, ...] = (), name_columns: tuple[str, ...] = (), age_column: str | None = "age",
                      oldest_age: int = 90, uid_columns: tuple[str, ...] = ("sop_instance_uid",),
@@ -62,8 +72,7 @@ def deidentify_table(src: str | Path, dst: str | Path, pseudonyms: Pseudonymizer
     table = _read(src)
     _check_columns(src, table, id_column, [*keep_columns, *name_columns])
     real_ids = table[id_column].copy()
-    names = [tuple(v for column in name_columns for v in person_name_variants(row[column]))
-             for _, row in table.iterrows()] if name_columns else [()] * len(table)
+    everyone = _everyone(table, id_column, name_columns)
     out = pd.DataFrame({id_column: [pseudonyms.patient_id(v) for v in real_ids]})
     for column in table.columns:
         if column in uid_columns:
@@ -71,7 +80,7 @@ def deidentify_table(src: str | Path, dst: str | Path, pseudonyms: Pseudonymizer
         elif column in date_columns:
             out[column] = _shifted_dates(src, table, column, real_ids, pseudonyms)
         elif column in keep_columns and column != id_column:
-            out[column] = [spreadsheet_safe(scrub_text(v, row_names)[0]) for v, row_names in zip(table[column], names)]
+            out[column] = [spreadsheet_safe(scrub_text(v, everyone)[0]) for v in table[column]]
     if age_column and age_column in out.columns:
         ages = pd.to_numeric(out[age_column], errors="coerce")
         out[age_column] = [str(min(int(a), oldest_age)) if pd.notna(a) else "" for a in ages]

@@ -84,12 +84,18 @@ def check_manifest(path: Path, table: pd.DataFrame, spec: ManifestSpec, root: Pa
     return labels
 
 
-def manifest_problems(table: pd.DataFrame, spec: ManifestSpec, root: Path) -> tuple[np.ndarray, list[str]]:
-    """Return the labels (N, label_columns) and one line per problem: missing file, bad label, duplicate, empty ID."""
+def manifest_problems(table: pd.DataFrame, spec: ManifestSpec, root: Path,
+                      show_values: bool = True) -> tuple[np.ndarray, list[str]]:
+    """Return the labels (N, label_columns) and one line per problem: missing file, bad label, duplicate, empty ID.
+
+    Lines name the row, and quote the image path and cell values only with `show_values` (a raw export's paths
+    and cells can hold patient names and IDs).
+    """
     problems, labels = [], []
     duplicated = table.duplicated(subset=[spec.image], keep="first")
     for number, values in enumerate(table.to_dict("records"), start=2):  # row 1 is the header
-        where = f"row {number} ({values[spec.image]})"
+        where = f"row {number} ({values[spec.image]})" if show_values else f"row {number}"
+        quoted = (lambda column: repr(values[column])) if show_values else (lambda column: f"in column '{column}'")
         label = parse_label(values[spec.label], spec.task)
         labels.append(label or [0] * spec.task.label_columns)
         if duplicated.iloc[number - 2]:
@@ -104,9 +110,9 @@ def manifest_problems(table: pd.DataFrame, spec: ManifestSpec, root: Path) -> tu
             if not values[column].strip():
                 problems.append(f"{where}: empty '{column}'")
         if label is None:
-            problems.append(f"{where}: unknown label {values[spec.label]!r} (classes: {', '.join(spec.task.classes)})")
+            problems.append(f"{where}: unknown label {quoted(spec.label)} (classes: {', '.join(spec.task.classes)})")
         if spec.split and values[spec.split] not in SPLITS:
-            problems.append(f"{where}: unknown split {values[spec.split]!r} (known: {', '.join(SPLITS)})")
+            problems.append(f"{where}: unknown split {quoted(spec.split)} (known: {', '.join(SPLITS)})")
     return np.array(labels, dtype=np.int64).reshape(len(table), spec.task.label_columns), problems
 
 
