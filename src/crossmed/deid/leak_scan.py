@@ -9,6 +9,8 @@ another's real one, which reveals nothing.
 import csv
 import hashlib
 import re
+import struct
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +23,7 @@ IDENTIFYING = ("PatientName", "PatientID", "OtherPatientIDs", "PatientTelephoneN
                "DeviceSerialNumber", "StationName", "StudyID", "RequestedProcedureID", "ScheduledProcedureStepID")
 TEXT_VRS = {"LO", "SH", "PN", "LT", "ST", "UT", "UC"}
 NOT_IDENTIFYING = {"ANONYMIZED", "ANONYMOUS", "TEST", "NONE", "UNKNOWN", "NAME", "HIS", "TEXT", "PATIENT"}
+MAX_INFLATED = 64 * 2**20
 MIN_LENGTH_IN_BINARIES = 6  # short names occur by chance in megabytes of pixels and weights
 
 
@@ -92,6 +95,34 @@ class ScanResult:
     hits: dict = field(default_factory=dict)
 
 
+def _inflate(stream: bytes, wbits: int) -> bytes:
+    """Return at most MAX_INFLATED bytes of a zlib or gzip stream (a bomb cannot stall the scan)."""
+    try:
+        return zlib.decompressobj(wbits).decompress(stream, MAX_INFLATED)
+    except zlib.error:
+        return b""
+
+
+def inflated(data: bytes) -> bytes:
+    """Return what compression hides in a file: a gzip member (.nii.gz), PNG zTXt/iTXt/iCCP and image data."""
+    if data[:2] == b"\x1f\x8b":
+        return _inflate(data, 16 + zlib.MAX_WBITS)
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        return b""
+    at, streams, image = 8, [], b""
+    while at + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[at:at + 8])
+        body = data[at + 8:at + 8 + length]
+        if kind == b"IDAT":
+            image += body
+        elif kind in (b"zTXt", b"iCCP"):
+            streams.append(_inflate(body[body.find(b"\0") + 2:], zlib.MAX_WBITS))
+        elif kind == b"iTXt":
+            streams.append(_inflate(body[body.find(b"\0") + 3:], zlib.MAX_WBITS))  # a compressed one; else stays text
+        at += 12 + length
+    return b"".join([*streams, _inflate(image, zlib.MAX_WBITS)])
+
+
 def holds_text(data: bytes) -> bool:
     """Return whether a file is text, DICOM or an SQLite store (judged by content: DVC cache objects have no suffix)."""
     return data[128:132] == b"DICM" or data.startswith(b"SQLite format 3\0") or b"\0" not in data[:8192]
@@ -112,7 +143,7 @@ def file_digests(folders: tuple[Path, ...]) -> set[str]:
 
 def scan_files(roots: list[Path], values: set[str], secrets: tuple[bytes, ...] = (),
                skip: tuple[Path, ...] = (), published: tuple[Path, ...] = ()) -> ScanResult:
-    """Search every file under `roots` for the values as whole words and for secret bytes.
+    """Search every file under `roots`, and what compression hides in it, for the values as whole words and secret bytes.
 
     Files under `skip` (the site-only folders) are not searched, nor exact copies of files under `published`
     (crossmed's own source shipped inside a model: its scrubber lists common surnames on purpose).
@@ -130,6 +161,7 @@ def scan_files(roots: list[Path], values: set[str], secrets: tuple[bytes, ...] =
             data = path.read_bytes()
             if known and hashlib.sha256(data).hexdigest() in known:
                 continue
+            data += inflated(data)
             result.files += 1
             result.bytes += len(data)
             found = [s.hex()[:8] + "..." for s in secrets if s in data]
