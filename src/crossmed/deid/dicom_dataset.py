@@ -8,6 +8,7 @@ crossmed.deid.unlisted. Text that is kept is searched for the names of every per
 from collections import Counter
 from dataclasses import dataclass
 
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
@@ -19,7 +20,8 @@ from crossmed.deid.pseudonyms import Pseudonymizer
 from crossmed.deid.text_scan import REMOVED, NameSet, person_name_variants, scrub_text
 from crossmed.deid.unlisted import TEXT_VRS, dictionary_vr, unlisted_action
 from crossmed.deid.value_checks import (LUT_DESCRIPTORS, bound_lut_data, declared_vr_fits, digits_of, known_character_sets,
-                                         misdeclared_text, number_identifies, registered_uid, value_count_fits)
+                                         misdeclared_text, number_identifies, raw_number_is_unsafe, registered_uid,
+                                         value_count_fits)
 
 DUMMY_BY_VR = {
     "PN": "ANONYMOUS", "LO": "ANONYMIZED", "SH": "ANONYMIZED", "LT": "ANONYMIZED", "ST": "ANONYMIZED",
@@ -86,11 +88,14 @@ def _birth_date_forms(ds: Dataset) -> list[str]:
 def patient_context(ds: Dataset, pseudonyms: Pseudonymizer) -> PatientContext:
     """Return the patient context of a dataset: pseudonym, date shift, and the names and IDs to search for."""
     real_id = str(ds.get("PatientID", "") or "")
-    people = [person_name_variants(name) for name in [str(ds.get("PatientName", "") or ""), *_person_names(ds)]]
     identifiers = _identifiers(ds) + _birth_date_forms(ds)
     digits = frozenset(d for d in map(digits_of, identifiers) if len(d) >= 5)
+    # The patient's names and IDs are one pattern (both are the patient's own); the staff's recur across patients.
+    patient_name = str(ds.get("PatientName", "") or "")
+    patient = (*person_name_variants(patient_name), *identifiers)
+    staff = [person_name_variants(name) for name in _person_names(ds) if name != patient_name]
     return PatientContext(real_id, pseudonyms.patient_id(real_id), pseudonyms.date_offset_days(real_id),
-                          NameSet([*people, tuple(identifiers)]), digits)
+                          NameSet([patient, *staff]), digits)
 
 
 class DatasetDeidentifier:
@@ -139,12 +144,12 @@ class DatasetDeidentifier:
                 continue
             if action == "K" and vr not in SCANNED_VRS | CHECKED_NUMBER_VRS | {"SQ"} and int(tag) != PATIENT_AGE:
                 continue  # floats, tags and pixels: kept byte for byte, never decoded
-            element = ds[tag]
-            if action == "K" and element.VR in CHECKED_NUMBER_VRS:
-                if not value_count_fits(element) or number_identifies(element, patient.identifier_digits):
+            if action == "K" and vr in CHECKED_NUMBER_VRS:
+                if self._unsafe_number(ds, tag, vr, patient):
                     del ds[tag]
                     counts["number_removed"] += 1
                 continue
+            element = ds[tag]
             if element.VR == "SQ":
                 self._sequence(ds, tag, action, patient, counts)
             elif action == "Z":
@@ -164,6 +169,15 @@ class DatasetDeidentifier:
                 if int(tag) == PATIENT_AGE:
                     element.value = self._generalised_age(element.value, counts)
                 self._scan(ds, tag, patient, counts)
+
+    @staticmethod
+    def _unsafe_number(ds: Dataset, tag, vr: str, patient: PatientContext) -> bool:
+        """Return whether a kept number must go, judged from its raw bytes when it has not been decoded yet."""
+        item = ds.get_item(tag)
+        if isinstance(item, RawDataElement) and item.value is not None:
+            return raw_number_is_unsafe(int(tag), vr, bytes(item.value), item.is_little_endian, patient.identifier_digits)
+        element = ds[tag]
+        return not value_count_fits(element) or number_identifies(element, patient.identifier_digits)
 
     def _sequence(self, ds, tag, action, patient, counts) -> None:
         if action == "Z":

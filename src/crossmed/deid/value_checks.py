@@ -6,6 +6,7 @@ or a character set term no standard defines can each carry what the de-identifie
 """
 
 import re
+import struct
 
 from pydicom.charset import python_encoding
 from pydicom.datadict import get_entry
@@ -54,6 +55,25 @@ def value_count_fits(element: DataElement) -> bool:
         return False
     low, high = _vm_bounds(int(element.tag))
     return count == 0 or (count >= low and (high is None or count <= high))
+
+
+def raw_number_is_unsafe(tag: int, vr: str, data: bytes, little_endian: bool, identifier_digits: frozenset[str]) -> bool:
+    """Return whether a number, read from its bytes as the file holds them (not decoded, so it is written back byte
+    for byte), breaks its multiplicity, has an ID's length or equals one of the patient's IDs."""
+    if vr in TEXT_NUMBER_VRS:
+        values = data.decode("latin-1").strip(" \0").split("\\")
+        whole = [v.strip().split(".")[0].lstrip("+-") for v in values]
+        return any(len(w.lstrip("0")) > LONGEST_PLAIN_NUMBER or (len(w) >= 5 and w in identifier_digits) for w in whole)
+    low, high = _vm_bounds(tag)
+    size = BINARY_NUMBER_SIZES[vr]
+    count = len(data) // size
+    if len(data) % size or (count and (count < low or (high is not None and count > high))):
+        return True
+    if vr in ("UL", "SL", "UV", "SV") and identifier_digits:
+        code = {"UL": "I", "SL": "i", "UV": "Q", "SV": "q"}[vr]
+        numbers = struct.unpack(("<" if little_endian else ">") + code * count, data[:count * size])
+        return any(len(str(abs(n))) >= 5 and str(abs(n)) in identifier_digits for n in numbers)
+    return False
 
 
 def digits_of(value: str) -> str:
