@@ -26,7 +26,7 @@ KINDS = ("korean_rrn", "estonian_code", "email", "url", "date", "phone", "patien
 # however they are typed. Each joiner is non-empty, so matching stays linear; a leading + or (+ is added after.
 _DIGIT_RUN = re.compile(r"[0-9]+(?:(?:\)[ ./-]?\(?| ?[./-] ?\(?| ?\(| )[0-9]+)*")
 _RUN_LEAD = re.compile(r"(?:\(\+?|\+ ?)$")
-# Words holding five digits or more (KW63034978, PID-778899). The first character comes first so the engine can
+# Words holding five digits or more (AB12345678, PID-123456). The first character comes first so the engine can
 # skip to it, and the look-ahead for digits gives up after 40 letters between two, so a.a.a.a... costs linear time.
 _TOKEN = re.compile(r"[0-9a-z](?<![0-9a-z].)(?:(?<=[0-9])(?=(?:[-_./#a-z]{0,40}[0-9]){4})|(?=(?:[-_./#a-z]{0,40}[0-9]){5}))"
                     r"[0-9a-z]*(?:[-_./#][0-9a-z]+)*")
@@ -76,7 +76,7 @@ def _digit_runs(view: str) -> list[tuple[int, int, int]]:
         count = _digit_count(m.group())
         start = m.start()
         if count < 7 or (start and view[start - 1] in _LATIN_LETTERS):
-            continue  # short, or inside a word (KW63034978): an ID token, found separately
+            continue  # short, or inside a word (AB12345678): an ID token, found separately
         lead = _RUN_LEAD.search(view, max(0, start - 2), start)
         runs.append((lead.start() if lead else start, m.end(), count))
     return runs
