@@ -458,3 +458,24 @@ def test_a_study_folder_named_after_a_patient_is_refused(tmp_path, tiny_study):
     cfg = tiny_config(tmp_path, "data=folder", f"data.path={folder}", "study.external_sites=[]")
     with pytest.raises(ConfigError, match="data.path.*korean_rrn"):
         deidentify_source(cfg)
+
+
+def test_a_picture_over_the_pixel_limit_is_a_message_not_a_traceback(tmp_path):
+    from crossmed.data.image_files import read_image_file
+    from test_deid_images import _png_with_ihdr
+
+    bomb = _png_with_ihdr(tmp_path / "bomb.png", 30000, 30000)
+    with pytest.raises(InputError, match=r"bomb.png: (image of 30000 x 30000 pixels exceeds|unreadable image \(Decompr)"):
+        read_image_file(bomb)  # Pillow's own bomb check or crossmed's limit, whichever sees it first
+
+
+def test_leftovers_of_a_killed_stage_are_removed_before_it_writes_again(tmp_path):
+    from crossmed.files import atomic_directory
+
+    target = tmp_path / "deidentified"
+    (tmp_path / ".deidentified.abc123.tmp").mkdir()  # what a kill between mkdtemp and rename leaves
+    (tmp_path / ".deidentified.abc123.tmp" / "half.dcm").write_bytes(b"half")
+    (tmp_path / ".deidentified.old").mkdir()
+    with atomic_directory(target) as tmp:
+        (tmp / "done.txt").write_text("ok")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deidentified"]
