@@ -2,6 +2,7 @@
 character sets; and text that names the patient by ID, birth date or in another script."""
 
 import csv
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -146,3 +147,51 @@ def test_the_leak_scan_reads_inside_compressed_files(tmp_path):
 
     (tmp_path / "a.nii.gz").write_bytes(gzip.compress(b"header " + PLANT.encode("utf-8")))
     assert list(scan_files([tmp_path], {"Gildong"}).hits) == [str(tmp_path / "a.nii.gz")]
+
+
+def test_times_dates_ages_floats_tags_and_class_uids_that_hide_ids_go(tmp_path):
+    ds = base_dataset()
+    ds.PatientID, ds.PatientBirthDate = "00630349", "19800101"
+    ds.ContentTime = RRN  # text where a time belongs
+    ds.AcquisitionDateTime = "20240313 KW63034978"  # a valid date, then anything
+    ds.PatientAge = "095"  # not an age string: not grouped, so not kept
+    raw(ds, 0x00200012, "IS", b"+630349")  # the patient's ID without its zeros, as Acquisition Number
+    raw(ds, 0x00180050, "DS", b"0.8001011234567")  # digits of an RRN in a fraction (Slice Thickness)
+    raw(ds, 0x00189087, "FD", struct.pack("<d", 8001011234567.0))  # Diffusion b-value as an integral float
+    raw(ds, 0x00280009, "AT", b"Hong")  # Frame Increment Pointer: bytes that name no tag
+    ds.SOPClassUID = "1.2.410.200013.630349.1"  # a class UID made of the patient's ID
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    out = _deidentified(tmp_path, ds)
+    for keyword in ("ContentTime", "AcquisitionDateTime", "PatientAge", "AcquisitionNumber", "SliceThickness",
+                    "DiffusionBValue", "FrameIncrementPointer"):
+        assert not out.get(keyword), keyword  # removed, or emptied (a date the shift cannot read)
+    assert out.SOPClassUID.startswith("2.25.")
+    assert leaked(tmp_path / "out", ["630349", "8001011234567", "Hong", "KW63034978"]) == []
+
+
+def test_code_values_keep_their_digits():
+    from pydicom.dataset import Dataset as DataSet
+
+    from crossmed.deid.dicom_dataset import DatasetDeidentifier
+    from crossmed.deid.profile import load_profile
+    from crossmed.deid.pseudonyms import Pseudonymizer
+
+    ds = base_dataset()
+    code = DataSet()
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "39607008", "SCT", "Lung structure"
+    ds.AnatomicRegionSequence = [code]
+    DatasetDeidentifier(load_profile(["clean_descriptors"]), Pseudonymizer(KEY)).apply(ds)
+    assert ds.AnatomicRegionSequence[0].CodeValue == "39607008"  # a SNOMED code, not an ID
+    assert ds.DeidentificationMethodCodeSequence[0].CodeValue == "113100"
+
+
+@pytest.mark.parametrize("pn, text, gone", [
+    ("Яковлев^Юрий", "Jakovlev Juri, kontroll", ["Jakovlev", "Juri"]),  # Estonian spelling of a Cyrillic name
+    ("Jakovlev^Juri", "Яковлев Юрий", ["Яковлев"]),
+    ("Ots^Mart", "Otsa uuring, Otsale saadetud", ["Otsa", "Otsale"]),  # case endings of a three-letter name
+    ("Tamm^Mari", "read by Kim Minji, signed: Lepik", ["Kim", "Minji", "Lepik"]),  # staff after a cue
+    ("Tamm^Mari", "DOB 80.01.01, sünd 1.1.80, a 93-year-old", ["80.01.01", "1.1.80", "93-year"]),
+])
+def test_more_ways_text_names_a_person(pn, text, gone):
+    scrubbed, _ = scrub_text(text, person_name_variants(pn))
+    assert [g for g in gone if g in scrubbed] == [], scrubbed

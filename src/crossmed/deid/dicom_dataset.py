@@ -5,6 +5,7 @@ crossmed.deid.unlisted. Text that is kept is searched for the names of every per
 (patient and staff), national IDs, phone numbers, e-mail addresses and the like.
 """
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 
@@ -14,14 +15,14 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
 from crossmed import __version__
-from crossmed.deid.dates import shift_da, shift_dt
+from crossmed.deid.dates import is_datetime, is_time, shift_da, shift_dt
 from crossmed.deid.profile import STANDARD_REVISION, Profile
 from crossmed.deid.pseudonyms import Pseudonymizer
-from crossmed.deid.text_scan import REMOVED, NameSet, person_name_variants, scrub_text
+from crossmed.deid.text_scan import REMOVED, NameSet, contains_identifiers, person_name_variants, scrub_text
 from crossmed.deid.unlisted import TEXT_VRS, dictionary_vr, unlisted_action
-from crossmed.deid.value_checks import (LUT_DESCRIPTORS, bound_lut_data, declared_vr_fits, digits_of, known_character_sets,
-                                         misdeclared_text, number_identifies, raw_number_is_unsafe, registered_uid,
-                                         value_count_fits)
+from crossmed.deid.value_checks import (LUT_DESCRIPTORS, bound_lut_data, declared_vr_fits, digits_of, holds_an_id,
+                                         known_character_sets, misdeclared_text, number_identifies, raw_number_is_unsafe,
+                                         registered_uid, value_count_fits)
 
 DUMMY_BY_VR = {
     "PN": "ANONYMOUS", "LO": "ANONYMIZED", "SH": "ANONYMIZED", "LT": "ANONYMIZED", "ST": "ANONYMIZED",
@@ -36,6 +37,10 @@ IDENTIFIER_KEYWORDS = ("PatientID", "OtherPatientIDs", "AccessionNumber", "Study
                        "ScheduledProcedureStepID", "PerformedProcedureStepID", "AdmissionID", "MedicalRecordLocator")
 CHECKED_NUMBER_VRS = {"IS", "DS", "US", "SS", "UL", "SL", "UV", "SV", "AT", "FL", "FD"}
 REMOVED_ACTIONS = {"P": "private_removed", "X": "X", "V": "vr_mismatch_removed"}
+CODE_TAGS = frozenset({0x00080100, 0x00080119, 0x00080120, 0x00080103})  # Code Value, Long/URN Code Value, scheme version
+NUMBER_KINDS = frozenset({"id_number", "phone", "date"})
+AGE_STRING = re.compile(r"\d{3}[DWMY]")
+DATE_SYNTAX = re.compile(r"\d{8}|\d{4}\.\d{2}\.\d{2}")  # DA, and the dotted form of older files
 OLDEST_REPORTED_AGE = 90  # ages over 89 are one group (HIPAA Safe Harbor, used by many IRBs)
 
 
@@ -76,20 +81,22 @@ def _identifiers(ds: Dataset) -> list[str]:
 
 
 def _birth_date_forms(ds: Dataset) -> list[str]:
-    """Return the ways a birth date is written in text (YYYYMMDD, YYMMDD, DDMMYYYY, DDMMYY, MMDDYY; separators are
-    matched like a name's)."""
+    """Return the ways a birth date is written in text: YYYYMMDD, YYMMDD, DDMMYYYY, DDMMYY, MMDDYY, and without the
+    leading zeros of day and month (1.1.80); separators are matched like a name's."""
     value = str(ds.get("PatientBirthDate", "") or "").strip()
     if len(value) != 8 or not value.isdigit():
         return []
     yyyy, yy, mm, dd = value[:4], value[2:4], value[4:6], value[6:]
-    return [value, yy + mm + dd, dd + mm + yyyy, dd + mm + yy, mm + dd + yy]
+    m, d = str(int(mm)), str(int(dd))
+    forms = [value, yy + mm + dd, dd + mm + yyyy, dd + mm + yy, mm + dd + yy, d + m + yy, m + d + yy, d + m + yyyy]
+    return list(dict.fromkeys(f for f in forms if len(f) >= 4))
 
 
 def patient_context(ds: Dataset, pseudonyms: Pseudonymizer) -> PatientContext:
     """Return the patient context of a dataset: pseudonym, date shift, and the names and IDs to search for."""
     real_id = str(ds.get("PatientID", "") or "")
     identifiers = _identifiers(ds) + _birth_date_forms(ds)
-    digits = frozenset(d for d in map(digits_of, identifiers) if len(d) >= 5)
+    digits = frozenset(d.lstrip("0") for d in map(digits_of, identifiers) if len(d.lstrip("0")) >= 5)
     # The patient's names and IDs are one pattern (both are the patient's own); the staff's recur across patients.
     patient_name = str(ds.get("PatientName", "") or "")
     patient = (*person_name_variants(patient_name), *identifiers)
@@ -142,8 +149,15 @@ class DatasetDeidentifier:
                     del ds[tag]
                     counts["lut_without_descriptor_removed"] += 1
                 continue
+            if action in ("K", "C") and vr in ("DA", "TM", "DT") and not self._well_formed_times(ds, tag, vr, action):
+                del ds[tag]  # text written where a date or time belongs
+                counts["malformed_date_or_time_removed"] += 1
+                continue
+            if action == "K" and vr == "UI":
+                self._kept_uids(ds, tag, patient, counts)
+                continue
             if action == "K" and vr not in SCANNED_VRS | CHECKED_NUMBER_VRS | {"SQ"} and int(tag) != PATIENT_AGE:
-                continue  # floats, tags and pixels: kept byte for byte, never decoded
+                continue  # pixels, LUTs and well-formed dates and times: kept byte for byte, never decoded
             if action == "K" and vr in CHECKED_NUMBER_VRS:
                 if self._unsafe_number(ds, tag, vr, patient):
                     del ds[tag]
@@ -165,9 +179,9 @@ class DatasetDeidentifier:
             elif action == "C":
                 counts["C"] += 1
                 self._clean(ds, tag, patient, counts)
+            elif int(tag) == PATIENT_AGE:  # K under retain_patient_characteristics
+                self._generalised_age(ds, tag, counts)
             else:  # K
-                if int(tag) == PATIENT_AGE:
-                    element.value = self._generalised_age(element.value, counts)
                 self._scan(ds, tag, patient, counts)
 
     @staticmethod
@@ -234,6 +248,11 @@ class DatasetDeidentifier:
                 counts["text_misdeclared_charset"] += 1
                 cleaned.append(REMOVED)
                 continue
+            if int(tag) in CODE_TAGS:  # a vocabulary's code: its digits are no ID, but a name or national ID is one
+                kinds = [k for k in contains_identifiers(str(value), patient.names) if k not in NUMBER_KINDS]
+                cleaned.append(REMOVED if kinds else value)
+                counts.update(f"text_{kind}" for kind in kinds)
+                continue
             text, kinds = scrub_text(str(value), patient.names)
             for kind in kinds:
                 counts[f"text_{kind}"] += 1
@@ -246,12 +265,34 @@ class DatasetDeidentifier:
         else:
             element.value = cleaned if multi else cleaned[0]
 
-    def _generalised_age(self, value, counts: Counter):
-        text = str(value or "")
-        if len(text) == 4 and text[3] == "Y" and text[:3].isdigit() and int(text[:3]) > OLDEST_REPORTED_AGE - 1:
+    @staticmethod
+    def _generalised_age(ds: Dataset, tag, counts: Counter) -> None:
+        """Group ages over 89 as 090Y; an age not written as DICOM writes ages (095 or 95Y) is removed, not guessed."""
+        text = str(ds[tag].value or "").strip()
+        if not text:
+            return
+        if not AGE_STRING.fullmatch(text):
+            del ds[tag]
+            counts["malformed_age_removed"] += 1
+        elif text[3] == "Y" and int(text[:3]) > OLDEST_REPORTED_AGE - 1:
+            ds[tag].value = f"{OLDEST_REPORTED_AGE:03d}Y"
             counts["age_generalised"] += 1
-            return f"{OLDEST_REPORTED_AGE:03d}Y"
-        return value
+
+    @staticmethod
+    def _well_formed_times(ds: Dataset, tag, vr: str, action: str) -> bool:
+        """Return whether every value of a kept date or time is one (shifting checks what it cleans itself)."""
+        if action == "C" and vr in ("DA", "DT"):
+            return True
+        values = ds[tag].value if isinstance(ds[tag].value, (list, MultiValue)) else [ds[tag].value]
+        check = is_time if vr == "TM" else (lambda v: bool(DATE_SYNTAX.fullmatch(v)) if vr == "DA" else is_datetime(v))
+        return all(check(str(v).strip()) for v in values if v not in (None, ""))
+
+    def _kept_uids(self, ds: Dataset, tag, patient: PatientContext, counts: Counter) -> None:
+        """Re-derive a kept UID that holds one of the patient's IDs (a class UID made of an RRN is no class)."""
+        values = ds[tag].value if isinstance(ds[tag].value, (list, MultiValue)) else [ds[tag].value]
+        if any(holds_an_id(digits_of(v), patient.identifier_digits) for v in values if v and not registered_uid(v)):
+            ds[tag].value = [self.pseudonyms.uid(str(v)) for v in values] if len(values) > 1 else self.pseudonyms.uid(str(values[0]))
+            counts["uid_with_identifier_rederived"] += 1
 
     def _mark(self, ds: Dataset) -> None:
         ds.PatientIdentityRemoved = "YES"

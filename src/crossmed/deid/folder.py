@@ -64,15 +64,11 @@ def _rewrite_row(folder: Path, table: pd.DataFrame, row: int, spec: ManifestSpec
 
 def subgroup_values(values: pd.Series, patients: pd.Series, raw_ids: pd.Series) -> list[str]:
     """Return a subgroup column fit to share: a category several patients have; a cell holding an identifier (its
-    row's own ID, a national ID, a phone ...) or a text only one patient has becomes unknown ('')."""
+    row's own ID, a national ID, a phone ...) or a value only one patient has becomes unknown ('')."""
     text = values.astype(str).str.strip()
     holders = pd.Series(patients.to_numpy()).groupby(text.to_numpy()).nunique()
-    kept = []
-    for value, raw_id in zip(text, raw_ids):
-        numeric = value.replace(".", "", 1).isdigit()
-        shared = numeric or holders.get(value, 0) >= 2
-        kept.append(value if value and shared and not contains_identifiers(value, [raw_id]) else "")
-    return kept
+    return [value if value and holders.get(value, 0) >= 2 and not contains_identifiers(value, [raw_id]) else ""
+            for value, raw_id in zip(text, raw_ids)]
 
 
 def _check_sites(manifest_path: Path, table: pd.DataFrame, spec: ManifestSpec) -> None:
@@ -125,11 +121,11 @@ def deidentify_folder(folder: str | Path, out_dir: Path, data_cfg, deid_cfg) -> 
                          "other_images_rewritten": len(rows) - len(dicom)}
     report_problems(manifest_path, problems)
     table[spec.image] = table.pop("_out")
-    for column in spec.subgroups:
-        table[column] = subgroup_values(table[column], table[spec.patient_id], raw_ids)
     if "age" in spec.subgroups:  # ages over 89 are grouped (PS3.15 / HIPAA); non-numbers become unknown
         ages = pd.to_numeric(table["age"], errors="coerce")
         table["age"] = [str(min(int(a), OLDEST_AGE)) if pd.notna(a) else "" for a in ages]
+    for column in (c for c in spec.subgroups if c != "age"):  # ages are numbers already grouped; the rest are categories
+        table[column] = subgroup_values(table[column], table[spec.patient_id], raw_ids)
     keep = list(dict.fromkeys([*spec.required, *spec.subgroups]))  # other columns may identify; they stay on site
     with atomic_path(out_dir / "manifest.csv") as tmp:
         table[keep].map(spreadsheet_safe).to_csv(tmp, index=False)

@@ -65,9 +65,9 @@ def _term_pattern(form: str) -> tuple[str, str, str] | None:
         return None  # a lone Latin letter (the surname I, O) would remove letters everywhere
     if len(chars) == 2:
         return "short", chars[0], rf"(?<!{_WORD_CHAR}.){rest}(?!{_WORD_CHAR})"
-    if len(chars) == 3:
-        return "main", chars[0], rf"(?<!{_WORD_CHAR}.){rest}(?!{_WORD_CHAR})"
-    # Four letters or more also take the rest of the word: Estonian case endings (Tammele, Õunapuuga).
+    if len(chars) == 3 and chars in _SURNAME_GROUP:
+        return "main", chars[0], rf"(?<!{_WORD_CHAR}.){rest}(?!{_WORD_CHAR})"  # Kim, Lee, Han: no endings (Hans, Leeds)
+    # Other names of three letters or more also take the rest of the word: Estonian case endings (Otsale, Tammele).
     return "main", chars[0], rf"(?<!{_WORD_CHAR}.){rest}{_WORD_CHAR}*"
 
 
@@ -132,11 +132,33 @@ def person_name_variants(pn_value: str) -> tuple[str, ...]:
                 terms.update({f"{fam}{given}", f"{given}{fam}", f"{fam} {given}", f"{given} {fam}"})
     variants = set()
     for term in terms:
-        for variant in (term, term.translate(_TRANSLITERATION), _strip_marks(term)):
+        for variant in (term, term.translate(_TRANSLITERATION), _strip_marks(term), *_cyrillic_romanisations(term)):
             compact = variant.replace(" ", "")
             if len(compact) >= 2 or (len(compact) == 1 and is_cjk(compact)):
                 variants.add(variant)
     return tuple(sorted(variants, key=lambda v: (-len(v), v)))
+
+
+# Estonian (EVS 8) romanisation of Cyrillic: the normalised view reads Cyrillic the scholarly way (ya, zh, kh), and a
+# Russian speaker's name in an Estonian record is spelt Jakovlev, Žukov, Hodorkovski.
+_CYRILLIC_EVS = dict(zip("абвгдеёжзийклмнопрстуфхцчшщъыьэюя",
+                         ["a", "b", "v", "g", "d", "e", "jo", "ž", "z", "i", "i", "k", "l", "m", "n", "o", "p", "r", "s", "t",
+                          "u", "f", "h", "ts", "tš", "š", "štš", "", "õ", "", "e", "ju", "ja"]))
+_J_TO_Y = re.compile(r"j(?=[aeou])", re.IGNORECASE)
+_Y_TO_J = re.compile(r"y(?=[aeou])", re.IGNORECASE)
+
+
+def _cyrillic_romanisations(term: str) -> set[str]:
+    """Return the other spellings of a name between Cyrillic and Latin script: Яковлев -> Jakovlev; Jakovlev ->
+    Yakovlev (how Иванов-style text reads in the normalised view), and back."""
+    if any("\u0400" <= ch <= "\u04ff" for ch in term):
+        evs = "".join(_CYRILLIC_EVS.get(ch.lower(), ch) for ch in term)
+        spellings = {evs, evs.replace("ii", "i")}  # Юрий: Jurii and Juri
+        return {form.capitalize() for spelling in spellings for form in (spelling, _strip_marks(spelling))}
+    if not term or is_cjk(term[0]):
+        return set()
+    return {_J_TO_Y.sub(lambda m: "Y" if m.group().isupper() else "y", term),
+            _Y_TO_J.sub(lambda m: "J" if m.group().isupper() else "j", term)} - {term}
 
 
 _ALTERNATE_INITIALS = {"g": "k", "d": "t", "b": "p", "j": "ch"}  # Revised Romanization beside McCune-Reischauer
@@ -177,7 +199,8 @@ def name_components(person_name: str) -> list[str]:
 # ---------------------------------------------------------------------------------------------------------------
 
 _TITLE_WORDS = ("dr", "dres", "prof", "professor", "doc", "doctor", "doktor", "dokter", "mr", "mrs", "ms", "miss", "mx",
-                "sir", "madam", "nurse", "sister", "rev", "arst", "ode", "hr", "pr", "prl", "harra", "proua", "preili")
+                "sir", "madam", "nurse", "sister", "rev", "arst", "ode", "hr", "pr", "prl", "harra", "proua", "preili",
+                "by")  # read by, signed by, dictated by: a capitalised name follows
 _TITLE_SET = frozenset(_TITLE_WORDS)
 # Ordinary words or units in lower case (90 ms, 24 hr, doc, miss): a title only when capitalised.
 _TITLES_NEEDING_CAPITAL = frozenset({"mr", "mrs", "ms", "miss", "mx", "sir", "madam", "doc", "hr", "pr", "prl", "nurse",
@@ -188,15 +211,16 @@ _NOT_NAMES = frozenset({"the", "a", "an", "and", "or", "of", "on", "in", "at", "
                         "no", "not", "see", "ja", "ei", "med"})
 _WORD = r"[^\W\d_]+(?:['-][^\W\d_]+)*"
 # Labels name the patient or someone else only when a colon follows (Patient: Jane Doe, nimi: Mari Tamm).
-_LABEL_WORDS = ("patient", "patsient", "pt", "name", "nimi")
+_LABEL_WORDS = ("patient", "patsient", "pt", "name", "nimi", "signed", "signature", "reader", "reporter", "radiologist",
+                "physician", "referrer", "allkiri", "radioloog")
 _TITLED = re.compile(rf"({'|'.join(sorted(_TITLE_WORDS + _LABEL_WORDS, key=len, reverse=True))})"
                      rf"(?=(\.[ ^]*|[ ^]+| ?: ?)({_WORD})(?:(\.?[ ^]+|\.)({_WORD}))?)")
 
 _TITLE_SUFFIXES = "선생님|교수님|교수|원장님|원장|과장님|과장|님|씨"
 # Shortest name first, so 김교수님 reads as 김 + 교수님, not 김교수 + 님.
 _HANGUL_BEFORE_TITLE = re.compile(rf"([가-힣](?<![가-힣].)[가-힣]{{0,3}}?) ?({_TITLE_SUFFIXES})")
-_HANGUL_TITLE_HINT = re.compile(r"님|씨|선생|교수|원장|과장|환자|보호자|성명|성함|이름")
-_HANGUL_AFTER_TITLE = re.compile(r"(?:환자|보호자|성명|성함|이름) ?:? ?([가-힣]{2,4})(?![가-힣])")
+_HANGUL_TITLE_HINT = re.compile(r"님|씨|선생|교수|원장|과장|환자|보호자|성명|성함|이름|판독의|담당의|주치의|판독자|서명")
+_HANGUL_AFTER_TITLE = re.compile(r"(?:환자|보호자|성명|성함|이름|판독의|담당의|주치의|판독자|서명) ?:? ?([가-힣]{2,4})(?![가-힣])")
 # The commonest family names (about nine in ten Koreans): a one-syllable name before 교수/씨 must be one of them,
 # and so must the first syllable of a name after 환자/보호자, where ordinary nouns follow as often as names.
 _COMMON_SURNAMES = frozenset("김이박최정강조윤장임한오서신권황안송류유전홍고문양손배백허남심노하곽성차주우구민진나지엄채원천방공현함변염여추도소석선설마길연위표명기반왕금옥육인맹제모탁국어은편용예경봉")
@@ -229,6 +253,8 @@ def _titled_latin(view: str, text: str, starts: list[int] | None) -> list[tuple[
             continue
         if not _name_like(m.group(3), m.start(3), text, starts):
             continue  # Prof. Dr. Lepik: the match at Dr takes Lepik
+        if title == "by" and len(m.group(3)) <= 3 and original_text(m.start(3), m.end(3), text, starts).isupper():
+            continue  # evaluated by CT, seen by MR: a modality, not a name
         end = m.end(3)
         second = m.group(5)
         if second and _name_like(second, m.start(5), text, starts):

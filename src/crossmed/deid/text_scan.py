@@ -16,7 +16,8 @@ from crossmed.national_ids import find_estonian_codes, find_korean_rrns
 REMOVED = "[REMOVED]"
 _HANGUL = re.compile("[\uac00-\ud7a3]")
 MAX_PASSES = 4  # each pass removes at least one span; four cover every nesting seen, and bound the work
-KINDS = ("korean_rrn", "estonian_code", "email", "url", "date", "phone", "patient_name", "titled_name", "id_number")
+KINDS = ("korean_rrn", "estonian_code", "email", "url", "date", "age_over_89", "phone", "patient_name", "titled_name",
+         "id_number")
 
 # ---------------------------------------------------------------------------------------------------------------
 # Numbers, addresses and dates (patterns run on the normalised view: ASCII digits, '-' for dashes, ' ' for spaces)
@@ -62,6 +63,14 @@ _DATE = re.compile("|".join([
 _DATE_START = re.compile(r"([0-9](?<![0-9].)[0-9]{0,3})(?: ?[-./년월] ?[0-9]| ?(?:st|nd|rd|th)?\.? ?[adfjmnosv])")
 _YEAR = re.compile(r"(?:19|20)[0-9]{2}")
 _DATE_MONTH_FIRST = re.compile(rf"(?<![a-z]){_MONTH_EN}\.? {_D}(?:st|nd|rd|th)?,? {_Y}(?![0-9])")  # March 13, 2024
+
+
+# A birth date after its cue, in any order and with two-digit years (DOB 80.01.01, sünd 1.1.80, 생년월일 80/1/1).
+_BIRTH_DATE = re.compile(r"(?<![a-z])(?:dob|d\.o\.b\.?|born|birth(?:\s?date)?|date of birth|sund\w*|sunn\w*|s\.\s?k\.|생년월일|출생)"
+                         r"\s?:?\s?([0-9]{1,4}\s?[./-]\s?[0-9]{1,2}\s?[./-]\s?[0-9]{1,4})(?![0-9])")
+# An age over 89 in words: HIPAA and PS3.15 group those ages, so the text must not keep one (93-year-old, 92 세).
+_OLD_AGE = re.compile(r"(?<![0-9.])(?:9[0-9]|1[0-4][0-9])\s?-?\s?(?:years?(?:[- ]old)?|yrs?|y\.?\s?o\.?|y/o|세|살|aastane|a\.?\s?vana)"
+                      r"(?![a-z])")
 
 
 def _digit_count(view: str) -> int:
@@ -113,6 +122,7 @@ def _dates(view: str) -> list[tuple[int, int]]:
         pos = m.end() if m else candidate.end(1)
     if _YEAR.search(view):
         spans += [m.span() for m in _DATE_MONTH_FIRST.finditer(view)]
+    spans += [m.span(1) for m in _BIRTH_DATE.finditer(view)]
     return spans
 
 
@@ -142,6 +152,7 @@ def find_identifiers(text: str, names: "Sequence[str] | NameSet") -> list[tuple[
         found += [(m.start(), _strip_url(view, m.start(), m.end()), "url") for m in _BARE_DOMAIN.finditer(view)]
     if digits >= 2:
         found += [(s, e, "date") for s, e in _dates(view)]  # before phones: 3/13/2024 has a phone's seven digits
+        found += [(m.start(), m.end(), "age_over_89") for m in _OLD_AGE.finditer(view)]
     numbers = [(start, end, _run_kind(view[start:end])) for start, end, _ in runs]
     found += [span for span in numbers if span[2] == "phone"]
     for main, short in NameSet.of(names).patterns:

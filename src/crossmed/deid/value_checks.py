@@ -14,7 +14,10 @@ from pydicom.dataelem import DataElement
 from pydicom.multival import MultiValue
 from pydicom.uid import UID
 
+from crossmed.deid.unlisted import dictionary_vr
+
 BINARY_NUMBER_SIZES = {"US": 2, "SS": 2, "UL": 4, "SL": 4, "FL": 4, "FD": 8, "UV": 8, "SV": 8, "AT": 4}
+BINARY_NUMBER_CODES = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d", "UV": "Q", "SV": "q"}
 TEXT_NUMBER_VRS = {"IS", "DS"}
 # LUT data -> its descriptor (entries, first mapped value, bits): a table holds at most entries x 16 bits.
 LUT_DESCRIPTORS = {0x00281201: 0x00281101, 0x00281202: 0x00281102, 0x00281203: 0x00281103, 0x00281204: 0x00281104,
@@ -57,23 +60,39 @@ def value_count_fits(element: DataElement) -> bool:
     return count == 0 or (count >= low and (high is None or count <= high))
 
 
+def holds_an_id(digits: str, identifier_digits: frozenset[str]) -> bool:
+    """Return whether a number's digits are, or contain, one of the patient's IDs (leading zeros aside)."""
+    digits = digits.lstrip("0")
+    return len(digits) >= 5 and any(ident in digits for ident in identifier_digits)
+
+
 def raw_number_is_unsafe(tag: int, vr: str, data: bytes, little_endian: bool, identifier_digits: frozenset[str]) -> bool:
     """Return whether a number, read from its bytes as the file holds them (not decoded, so it is written back byte
-    for byte), breaks its multiplicity, has an ID's length or equals one of the patient's IDs."""
+    for byte), breaks its multiplicity, has an ID's length, holds one of the patient's IDs or names no known tag."""
     if vr in TEXT_NUMBER_VRS:
         values = data.decode("latin-1").strip(" \0").split("\\")
         whole = [v.strip().split(".")[0].lstrip("+-") for v in values]
-        return any(len(w.lstrip("0")) > LONGEST_PLAIN_NUMBER or (len(w) >= 5 and w in identifier_digits) for w in whole)
+        return any(len(w.lstrip("0")) > LONGEST_PLAIN_NUMBER for w in whole) or \
+            any(holds_an_id(digits_of(v), identifier_digits) for v in values)
     low, high = _vm_bounds(tag)
     size = BINARY_NUMBER_SIZES[vr]
     count = len(data) // size
     if len(data) % size or (count and (count < low or (high is not None and count > high))):
         return True
-    if vr in ("UL", "SL", "UV", "SV") and identifier_digits:
-        code = {"UL": "I", "SL": "i", "UV": "Q", "SV": "q"}[vr]
-        numbers = struct.unpack(("<" if little_endian else ">") + code * count, data[:count * size])
-        return any(len(str(abs(n))) >= 5 and str(abs(n)) in identifier_digits for n in numbers)
-    return False
+    order = "<" if little_endian else ">"
+    if vr == "AT":  # two 16-bit halves per tag: group, element
+        halves = struct.unpack(order + "H" * (count * 2), data[:count * size])
+        return any(not known_tag((group << 16) | element) for group, element in zip(halves[::2], halves[1::2]))
+    numbers = struct.unpack(order + BINARY_NUMBER_CODES[vr] * count, data[:count * size])
+    if vr in ("FL", "FD"):
+        integral = [int(n) for n in numbers if n == n and abs(n) < 1e300 and float(n).is_integer()]
+        return any(len(str(abs(n))) > LONGEST_PLAIN_NUMBER or holds_an_id(str(abs(n)), identifier_digits) for n in integral)
+    return any(holds_an_id(str(abs(n)), identifier_digits) for n in numbers)
+
+
+def known_tag(tag: int) -> bool:
+    """Return whether an AT value names a tag the DICOM dictionary knows, or a private one (bytes dressed as a tag do not)."""
+    return (tag >> 16) % 2 == 1 or dictionary_vr(tag) is not None
 
 
 def digits_of(value: str) -> str:
@@ -82,18 +101,24 @@ def digits_of(value: str) -> str:
 
 
 def number_identifies(element: DataElement, identifier_digits: frozenset[str]) -> bool:
-    """Return whether a kept number looks like an identifier: a long integer part, or one of the patient's IDs."""
-    if element.VR in ("FL", "FD", "AT"):
-        return False  # binary floats and tags hold no digit string an ID could be read from
+    """Return whether a decoded number looks like an identifier: an ID's length, one of the patient's IDs (leading zeros
+    aside, inside a fraction too), an integral float as long as an ID, or an AT naming no known tag."""
     values = element.value if isinstance(element.value, (list, MultiValue)) else [element.value]
+    if element.VR == "AT":
+        return any(not known_tag(int(v)) for v in values if v is not None)
     for value in values:
-        text = str(value).strip()
-        if not text:
+        if value is None or str(value).strip() == "":
             continue
+        if element.VR in ("FL", "FD"):
+            if value == value and abs(value) < 1e300 and float(value).is_integer() and (
+                    len(str(abs(int(value)))) > LONGEST_PLAIN_NUMBER or holds_an_id(str(abs(int(value))), identifier_digits)):
+                return True
+            continue
+        text = str(value).strip()
         whole = text.split(".")[0].lstrip("+-")
         if element.VR in TEXT_NUMBER_VRS and len(whole.lstrip("0")) > LONGEST_PLAIN_NUMBER:
             return True
-        if len(whole) >= 5 and whole in identifier_digits:
+        if holds_an_id(digits_of(text), identifier_digits):
             return True
     return False
 

@@ -17,11 +17,13 @@ import pydicom
 from pydicom.multival import MultiValue
 
 from crossmed.data.dicom_bounds import check_deflated
+from crossmed.deid.dates import is_datetime, is_time
+from crossmed.deid.dicom_dataset import AGE_STRING, DATE_SYNTAX
 from crossmed.deid.file_checks import burned_in_reason
 from crossmed.deid.profile import OPTIONS, load_profile
 from crossmed.deid.text_scan import contains_identifiers, person_name_variants
-from crossmed.deid.unlisted import TEXT_VRS, dictionary_vr
-from crossmed.deid.value_checks import (declared_vr_fits, known_character_sets, number_identifies, registered_uid)
+from crossmed.deid.unlisted import CLASS_UID_TAGS, TEXT_VRS, dictionary_vr
+from crossmed.deid.value_checks import declared_vr_fits, known_character_sets, number_identifies, registered_uid
 from crossmed.errors import CrossmedError, InputError
 from crossmed.limits import PREDICT_LIMITS, InputLimits, check_file_size
 from crossmed.site_codes import PATIENT_PREFIX
@@ -67,6 +69,11 @@ def is_pseudonym_or_dummy(value: str) -> bool:
     return len(code) == 16 and set(code) <= BASE32 and bool(PATIENT_PREFIX.fullmatch(prefix))
 
 
+def _date_or_time_check(vr: str):
+    """Return the syntax check of a DA, DT or TM value."""
+    return is_time if vr == "TM" else is_datetime if vr == "DT" else (lambda v: bool(DATE_SYNTAX.fullmatch(v)))
+
+
 def _attribute_findings(ds: pydicom.Dataset) -> tuple[list[str], list[str]]:
     """Return (findings, names still carried) from attributes the profile removes, empties or replaces, by their
     dictionary VR whatever VR they are written with."""
@@ -80,6 +87,13 @@ def _attribute_findings(ds: pydicom.Dataset) -> tuple[list[str], list[str]]:
             continue
         action, vr = profile.action_for(int(element.tag)), dictionary_vr(int(element.tag)) or element.VR
         present = len(element.value or []) > 0 if element.VR == "SQ" else bool(_values(element))
+        if present and vr == "PN" and action not in ("X", "Z", "D") and not all(map(is_pseudonym_or_dummy, _values(element))):
+            findings.append(f"{keyword} holds a person's name")  # a PN the table does not list (Person Name in SR ...)
+            names += _values(element)
+            continue
+        if present and vr in ("DA", "DT", "TM") and not all(map(_date_or_time_check(vr), _values(element))):
+            findings.append(f"{keyword} holds something other than a {'time' if vr == 'TM' else 'date'}")
+            continue
         if not present or action not in ("X", "Z", "D"):
             continue
         if action == "X" or vr in ("DA", "DT", "TM") or (element.VR == "SQ" and action == "Z"):
@@ -107,9 +121,10 @@ def _value_findings(ds: pydicom.Dataset, names: list[str]) -> list[str]:
             kinds = sorted({kind for value in values for kind in contains_identifiers(value, variants)})
             if kinds:
                 findings.append(f"{keyword} holds {', '.join(kinds)}")
-        elif element.VR in ("IS", "DS") and number_identifies(element, frozenset()):
-            findings.append(f"{keyword} holds a number as long as an ID")
-        elif element.VR == "UI" and any(not (registered_uid(v) or v.startswith(_PSEUDONYM_UID_ROOT)) for v in _values(element)):
+        elif element.VR in ("IS", "DS", "AT", "FL", "FD") and number_identifies(element, frozenset()):
+            findings.append(f"{keyword} holds a number as long as an ID, or a tag no dictionary knows")
+        elif element.VR == "UI" and int(element.tag) not in CLASS_UID_TAGS and any(
+                not (registered_uid(v) or v.startswith(_PSEUDONYM_UID_ROOT)) for v in _values(element)):
             findings.append(f"{keyword} holds a UID of the site's own (not pseudonymised)")
     return findings
 
@@ -139,6 +154,9 @@ def phi_findings(ds: pydicom.Dataset, data: bytes = b"") -> list[str]:
         findings.append("Recognizable Visual Features (0028,0302) is YES")
     if any(element.tag.is_private for element in ds.iterall()):
         findings.append("private attributes present")
+    age = str(ds.get("PatientAge", "") or "").strip()
+    if age and (not AGE_STRING.fullmatch(age) or (age[3] == "Y" and int(age[:3]) > 89)):
+        findings.append("Patient's Age is over 89 or not an age string")
     attributes, names = _attribute_findings(ds)
     return findings + _container_findings(data, ds) + attributes + _value_findings(ds, names)
 
