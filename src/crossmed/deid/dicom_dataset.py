@@ -69,6 +69,17 @@ def _person_names(ds: Dataset) -> list[str]:
     return names
 
 
+def _plain_values(ds: Dataset, tag) -> list[str]:
+    """Return the values of an ASCII element (dates, times, UIDs) read from its raw bytes when it was not decoded yet,
+    so a value that passes is written back byte for byte (decoding and re-encoding is the slowest part of writing)."""
+    item = ds.get_item(tag)
+    if isinstance(item, RawDataElement):
+        text = bytes(item.value or b"").decode("latin-1").strip(" \0")
+        return [v.strip(" \0") for v in text.split("\\")] if text else []
+    value = ds[tag].value
+    return [str(v) for v in (value if isinstance(value, (list, MultiValue)) else [value]) if v not in (None, "")]
+
+
 def _identifiers(ds: Dataset) -> list[str]:
     """Return the patient's IDs the file holds (patient, other and issuer-qualified IDs, accession, study, requests)."""
     values = []
@@ -283,13 +294,13 @@ class DatasetDeidentifier:
         """Return whether every value of a kept date or time is one (shifting checks what it cleans itself)."""
         if action == "C" and vr in ("DA", "DT"):
             return True
-        values = ds[tag].value if isinstance(ds[tag].value, (list, MultiValue)) else [ds[tag].value]
+        values = _plain_values(ds, tag)
         check = is_time if vr == "TM" else (lambda v: bool(DATE_SYNTAX.fullmatch(v)) if vr == "DA" else is_datetime(v))
         return all(check(str(v).strip()) for v in values if v not in (None, ""))
 
     def _kept_uids(self, ds: Dataset, tag, patient: PatientContext, counts: Counter) -> None:
         """Re-derive a kept UID that holds one of the patient's IDs (a class UID made of an RRN is no class)."""
-        values = ds[tag].value if isinstance(ds[tag].value, (list, MultiValue)) else [ds[tag].value]
+        values = _plain_values(ds, tag)
         if any(holds_an_id(digits_of(v), patient.identifier_digits) for v in values if v and not registered_uid(v)):
             ds[tag].value = [self.pseudonyms.uid(str(v)) for v in values] if len(values) > 1 else self.pseudonyms.uid(str(values[0]))
             counts["uid_with_identifier_rederived"] += 1

@@ -72,8 +72,8 @@ def _term_pattern(form: str) -> tuple[str, str, str] | None:
 
 
 @lru_cache(maxsize=4096)
-def _name_patterns(names: tuple[str, ...]) -> tuple[re.Pattern | None, re.Pattern | None]:
-    """Return the compiled (main, short) name patterns for a tuple of name variants (cached: a patient's files share them)."""
+def _name_patterns(names: tuple[str, ...]) -> tuple[tuple[re.Pattern, ...], tuple[re.Pattern, ...]]:
+    """Return (main, short) patterns for many names as one alternation each: built once for a whole table's names."""
     buckets: dict[str, dict[str, set[tuple[int, str]]]] = {"main": {}, "short": {}}
     for name in names:
         for form in _name_forms(str(name)):
@@ -88,22 +88,43 @@ def _name_patterns(names: tuple[str, ...]) -> tuple[re.Pattern | None, re.Patter
             # Longest first: an alternation takes the first alternative that matches, not the longest.
             ordered = [rest for _, rest in sorted(rests, key=lambda t: (-t[0], t[1]))]
             groups.append(re.escape(first) + "(?:" + "|".join(ordered) + ")")
-        compiled.append(re.compile("|".join(groups)) if groups else None)
+        compiled.append((re.compile("|".join(groups)),) if groups else ())
     return compiled[0], compiled[1]
 
 
-class NameSet:
-    """Name patterns of several people, compiled once per person: a patient's and the staff's names recur across
-    files, while the mix of people differs from file to file (one pattern for the mix would be compiled per file)."""
+@lru_cache(maxsize=65536)
+def _form_pattern(form: str) -> tuple[str, re.Pattern] | None:
+    """Return (class, compiled pattern) of one normalised name form (cached: names recur across patients and staff)."""
+    term = _term_pattern(form)
+    if term is None:
+        return None
+    kind, first, rest = term
+    return kind, re.compile(re.escape(first) + "(?:" + rest + ")")
 
-    def __init__(self, people: Iterable[Sequence[str]]):
-        self.patterns = [_name_patterns(tuple(variants)) for variants in dict.fromkeys(tuple(p) for p in people) if variants]
+
+@lru_cache(maxsize=4096)
+def _person_patterns(names: tuple[str, ...]) -> tuple[tuple[re.Pattern, ...], tuple[re.Pattern, ...]]:
+    """Return (main, short) patterns of one person's name variants, one per form, longest form first."""
+    found: dict[str, dict[str, re.Pattern]] = {"main": {}, "short": {}}
+    for name in names:
+        for form in _name_forms(str(name)):
+            if compiled := _form_pattern(form):
+                found[compiled[0]][form] = compiled[1]
+    return tuple(tuple(p for _, p in sorted(found[kind].items(), key=lambda item: -len(item[0]))) for kind in ("main", "short"))
+
+
+class NameSet:
+    """Name patterns of several people. Per person, one small pattern per name form, each compiled once for every
+    file and patient that shares it (Kim, the staff); for a table's many names (`combined`), a few alternations."""
+
+    def __init__(self, people: Iterable[Sequence[str]], combined: bool = False):
+        build = _name_patterns if combined else _person_patterns
+        self.patterns = [build(tuple(variants)) for variants in dict.fromkeys(tuple(p) for p in people) if variants]
 
     @classmethod
     def of(cls, names: "Sequence[str] | NameSet") -> "NameSet":
         """Return `names` as a NameSet (a plain sequence of variants counts as one person)."""
         return names if isinstance(names, NameSet) else cls([tuple(names)])
-
 
 @lru_cache(maxsize=4096)
 def person_name_variants(pn_value: str) -> tuple[str, ...]:

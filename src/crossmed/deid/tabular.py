@@ -60,7 +60,7 @@ def _everyone(table: pd.DataFrame, id_column: str, name_columns: tuple[str, ...]
     terms = [v for column in name_columns for name in table[column] for v in person_name_variants(name)]
     terms += [v.strip() for v in table[id_column] if len(v.strip()) >= 3]
     unique = list(dict.fromkeys(terms))
-    return NameSet(tuple(unique[i:i + NAMES_PER_PATTERN]) for i in range(0, len(unique), NAMES_PER_PATTERN))
+    return NameSet((tuple(unique[i:i + NAMES_PER_PATTERN]) for i in range(0, len(unique), NAMES_PER_PATTERN)), combined=True)
 
 
 def deidentify_table(src: str | Path, dst: str | Path, pseudonyms: Pseudonymizer, id_column: str = "patient_id",

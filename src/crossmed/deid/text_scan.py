@@ -155,13 +155,12 @@ def find_identifiers(text: str, names: "Sequence[str] | NameSet") -> list[tuple[
         found += [(m.start(), m.end(), "age_over_89") for m in _OLD_AGE.finditer(view)]
     numbers = [(start, end, _run_kind(view[start:end])) for start, end, _ in runs]
     found += [span for span in numbers if span[2] == "phone"]
-    for main, short in NameSet.of(names).patterns:
-        if main is not None:
-            found += [(m.start(), m.end(), "patient_name") for m in main.finditer(view)]
-        if short is not None:
-            for m in short.finditer(view):
-                if text[starts[m.start()] if starts is not None else m.start()].isupper():
-                    found.append((m.start(), m.end(), "patient_name"))
+    for mains, shorts in NameSet.of(names).patterns:
+        spans = [m.span() for main in mains for m in main.finditer(view)]
+        spans += [m.span() for short in shorts for m in short.finditer(view)
+                  if text[starts[m.start()] if starts is not None else m.start()].isupper()]
+        # Longest first: a family+given span goes in before its parts, which then lie inside it and add nothing.
+        found += [(s, e, "patient_name") for s, e in sorted(spans, key=lambda span: (span[0] - span[1], span[0]))]
     found += [(s, e, "titled_name") for s, e in titled_name_spans(view, text, starts)]
     found += [span for span in numbers if span[2] == "id_number"]
     if digits >= 5:
@@ -190,8 +189,8 @@ def _names_in_romanised_hangul(text: str, view: str, names: "Sequence[str] | Nam
         return []
     roman, origin = romanised(text)
     spans = []
-    for main, _ in NameSet.of(names).patterns:
-        for m in main.finditer(roman) if main is not None else ():
+    for mains, _ in NameSet.of(names).patterns:
+        for m in (m for main in mains for m in main.finditer(roman)):
             start, last = origin[m.start()], origin[m.end() - 1]
             if _HANGUL.match(text[start]) and _HANGUL.match(text[last]):  # a whole syllable run, not Latin text again
                 spans.append((start, last + 1, "patient_name"))
