@@ -11,4 +11,4 @@ def evaluate(cfg) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(evaluate, __file__, "evaluate")
+    run_stage(evaluate, __file__, "evaluate", computes="device")

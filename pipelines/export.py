@@ -10,4 +10,4 @@ def export(cfg) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(export, __file__, "export")
+    run_stage(export, __file__, "export", computes="cpu")

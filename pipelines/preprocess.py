@@ -10,4 +10,4 @@ def preprocess(cfg) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(preprocess, __file__, "preprocess")
+    run_stage(preprocess, __file__, "preprocess", computes="cpu")

@@ -6,7 +6,7 @@ from crossmed.stage import run_stage
 
 def report(cfg) -> None:
     """Write experiments/reports/validation_report.md and .html."""
-    report_study(cfg, f"{cfg.paths.experiments}/train/mlflow_run.json", f"{cfg.paths.experiments}/reports")
+    report_study(cfg, f"{cfg.paths.models}/checkpoint.pt", f"{cfg.paths.experiments}/train/mlflow_run.json", f"{cfg.paths.experiments}/reports")
 
 
 if __name__ == "__main__":

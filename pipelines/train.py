@@ -16,4 +16,4 @@ def train(cfg) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(train, __file__, "train")
+    run_stage(train, __file__, "train", computes="device")

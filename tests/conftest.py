@@ -48,7 +48,7 @@ def run_stages(cfg, through: str = "report"):
              ("evaluate", lambda: evaluate_study(cfg, checkpoint, exp / "train/mlflow_run.json", exp / "metrics.json",
                                                  exp / "evaluation")),
              ("export", lambda: export_study(cfg, checkpoint, exp / "train/mlflow_run.json", cfg.paths.models)),
-             ("report", lambda: report_study(cfg, exp / "train/mlflow_run.json", exp / "reports"))]
+             ("report", lambda: report_study(cfg, checkpoint, exp / "train/mlflow_run.json", exp / "reports"))]
     for name, step in steps:
         step()
         if name == through:

@@ -1,5 +1,6 @@
 """The real DVC pipeline, end to end, in a fresh git repository: dvc repro, a no-op repro, dvc exp run."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -9,8 +10,10 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import yaml
 
 from conftest import REPO
+from crossmed.data.processed import data_fingerprint
 
 
 def _sh(args, cwd, timeout=900):
@@ -62,7 +65,11 @@ def test_dvc_repro_runs_every_stage(study_repo):
     run = client.get_run(run_id)
     assert run.data.params["data.image_size"] == "32"
     assert run.data.metrics["internal_test_auc"] == metrics["internal_test"]["auc"]
-    assert any(tag.startswith("dvc.data/processed") for tag in run.data.tags)
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    checkpoint = repo / "models" / "checkpoint.pt"
+    assert run.data.tags["checkpoint.md5"] == hashlib.md5(checkpoint.read_bytes()).hexdigest() == _out_md5(lock, "models/checkpoint.pt")
+    assert run.data.tags["data.sha256"] == data_fingerprint(repo / "data" / "processed"), "the data this run read"
+    assert run.data.tags["reproducibility.arithmetic"] == "portable" and run.data.tags["reproducibility.threads"] == "1"
     assert {a.path for a in client.list_artifacts(run_id)} >= {"model", "evaluation", "training"}
 
 
@@ -71,6 +78,33 @@ def test_second_repro_runs_nothing(study_repo):
     repo, _, _ = study_repo
     output = _sh(["dvc", "repro"], repo)
     assert "Running stage" not in output and "up to date" in output
+
+
+@pytest.mark.slow
+def test_a_fresh_clone_reproduces_the_committed_study_and_tags_a_retrained_model(study_repo, tmp_path):
+    """Same commit + same data = same bytes: a clone's repro leaves git and DVC clean; then new weights get new tags."""
+    repo, _, git = study_repo
+    clone = tmp_path / "clone"
+    _sh(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
+    output = _sh(["dvc", "repro"], clone)
+    assert "Running stage 'train'" in output and "Running stage 'report'" in output
+    assert _sh(["git", "status", "--porcelain"], clone) == "", "the committed dvc.lock and metrics were reproduced"
+    assert "up to date" in _sh(["dvc", "status"], clone)
+    assert (clone / "experiments" / "reports" / "validation_report.html").read_bytes() == \
+        (repo / "experiments" / "reports" / "validation_report.html").read_bytes()
+    params = yaml.safe_load((clone / "params.yaml").read_text())
+    params["train"]["learning_rate"] = 0.02
+    (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _sh(["dvc", "repro", "report"], clone)
+    lock = yaml.safe_load((clone / "dvc.lock").read_text())["stages"]
+    committed = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    new = hashlib.md5((clone / "models" / "checkpoint.pt").read_bytes()).hexdigest()
+    assert new == _out_md5(lock, "models/checkpoint.pt") != _out_md5(committed, "models/checkpoint.pt"), "the weights changed"
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{clone / 'experiments' / 'mlflow.db'}")
+    latest = client.search_runs([e.experiment_id for e in client.search_experiments()], order_by=["attributes.start_time DESC"],
+                                max_results=1)[0]
+    assert latest.data.tags["checkpoint.md5"] == new, "the run is tagged with the checkpoint it wrote, not the committed one"
+    assert latest.data.params["train.learning_rate"] == "0.02"
 
 
 @pytest.mark.slow
@@ -166,6 +200,11 @@ def test_no_raw_value_or_key_reaches_the_cache_a_remote_or_any_output(study_repo
 
     pushed = [p for p in (tmp_path / "remote").rglob("*") if p.is_file() and p.read_bytes()[128:132] == b"DICM"]
     assert pushed and all(pydicom.dcmread(p, stop_before_pixels=True).PatientIdentityRemoved == "YES" for p in pushed)
+
+
+def _out_md5(lock_stages: dict, path: str) -> str:
+    """Return the md5 dvc.lock records for one output path."""
+    return next(out["md5"] for stage in lock_stages.values() for out in stage.get("outs", []) if out["path"] == path)
 
 
 def _tracked_by_dvc(repo: Path) -> list[str]:

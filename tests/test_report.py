@@ -1,9 +1,11 @@
 """The validation report: built from the evaluate stage's files, self-contained HTML, the measured numbers, flagged groups."""
 
+import hashlib
 import json
 import re
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 
 from crossmed.evaluation.report_stage import report_study
@@ -11,7 +13,7 @@ from crossmed.evaluation.report_stage import report_study
 
 def test_report_states_what_was_measured(trained_study, tmp_path):
     exp = Path(trained_study.paths.experiments)
-    md_path, html_path = report_study(trained_study, exp / "train" / "mlflow_run.json", exp / "reports")
+    md_path, html_path = report_study(trained_study, f"{trained_study.paths.models}/checkpoint.pt", exp / "train" / "mlflow_run.json", exp / "reports")
     text, html = md_path.read_text(), html_path.read_text()
     metrics = json.loads((exp / "metrics.json").read_text())
     auc = metrics["internal_test"]
@@ -32,7 +34,12 @@ def test_report_states_what_was_measured(trained_study, tmp_path):
 def test_report_names_its_model_and_is_the_same_when_rerun(trained_study, tmp_path):
     exp = Path(trained_study.paths.experiments)
     run_id = json.loads((exp / "train" / "mlflow_run.json").read_text())["run_id"]
-    first, _ = report_study(trained_study, exp / "train" / "mlflow_run.json", tmp_path / "a")
-    second, _ = report_study(trained_study, exp / "train" / "mlflow_run.json", tmp_path / "b")
+    first, _ = report_study(trained_study, f"{trained_study.paths.models}/checkpoint.pt", exp / "train" / "mlflow_run.json", tmp_path / "a")
+    second, _ = report_study(trained_study, f"{trained_study.paths.models}/checkpoint.pt", exp / "train" / "mlflow_run.json", tmp_path / "b")
     assert first.read_text() == second.read_text(), "no wall-clock time: a rerun on the same inputs writes the same report"
-    assert f"MLflow run `{run_id}`" in first.read_text() and "code commit `" in first.read_text()
+    checkpoint = hashlib.sha256(Path(f"{trained_study.paths.models}/checkpoint.pt").read_bytes()).hexdigest()
+    text = first.read_text()
+    assert f"SHA-256 `{checkpoint[:16]}" in text, "the model is named by content"
+    assert run_id not in text, "no run ID: a fresh clone's run has another, and must write the same report"
+    client = mlflow.MlflowClient(trained_study.mlflow.tracking_uri)
+    assert client.get_run(run_id).data.tags["checkpoint.sha256"] == checkpoint, "the run is found by the checkpoint's hash"

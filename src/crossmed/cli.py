@@ -105,6 +105,23 @@ def _predict(args) -> int:
     return 0
 
 
+def _ui(args) -> int:
+    from crossmed.errors import InputError
+    from crossmed.mlflow_store import ARTIFACT_DIR_NAME, relocate
+
+    database = Path(args.store).resolve()
+    if not database.is_file():
+        raise InputError(database, "no MLflow store here yet; run the study (dvc repro) first")
+    uri = f"sqlite:///{database}"
+    relocate(uri)  # a copied or moved checkout shows its own artifacts
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--artifacts-destination",
+               str(database.parent / ARTIFACT_DIR_NAME), "--host", args.host, "--port", str(args.port)]
+    print(f"MLflow UI on http://{args.host}:{args.port} (store {database}); Ctrl-C stops it", file=sys.stderr)
+    sys.stderr.flush()
+    os.execv(sys.executable, command)
+    return 0  # not reached
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the `crossmed` command."""
     from crossmed.deid.profile import OPTIONS
@@ -201,6 +218,14 @@ def build_parser() -> argparse.ArgumentParser:
                          help="which exported file runs the network (default torchscript)")
     predict.add_argument("--saliency", metavar="DIR", help="also write a Grad-CAM overlay PNG of the predicted class per image here")
     predict.set_defaults(handler=_predict)
+
+    ui = sub.add_parser("ui", help="open the MLflow UI on the project's store (http://127.0.0.1:5000)",
+                        description="Serve the MLflow UI for the local store, after pointing its artifact locations at the "
+                                    "folder beside it (so a copied or moved checkout shows its own artifacts).")
+    ui.add_argument("--store", default="experiments/mlflow.db", help="the sqlite store (default experiments/mlflow.db)")
+    ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    ui.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    ui.set_defaults(handler=_ui)
     return parser
 
 

@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from crossmed.errors import CrossmedError
 from crossmed.logs import configure_logging
+from crossmed.reproducibility import enter_stage
 
 REPO_CONF_DIR = "conf"
 # Stages write only where dvc.yaml says; Hydra's own output folder and log file are turned off.
@@ -33,14 +34,20 @@ def _with_quiet_hydra(argv: list[str]) -> list[str]:
     return [argv[0], *argv[1:], *extra]
 
 
-def run_stage(stage: Callable[[DictConfig], object], pipeline_file: str, name: str) -> None:
-    """Run `stage(cfg)` under Hydra, composing conf/ next to the pipelines folder."""
+def run_stage(stage: Callable[[DictConfig], object], pipeline_file: str, name: str, computes: str | None = None) -> None:
+    """Run `stage(cfg)` under Hydra, composing conf/ next to the pipelines folder.
+
+    `computes`: the stage's numbers come from PyTorch on "device" (the configured one) or always on the "cpu",
+    so reproducibility.cpu=portable applies (see crossmed.reproducibility).
+    """
     conf_dir = str(Path(pipeline_file).resolve().parent.parent / REPO_CONF_DIR)
 
     @hydra.main(version_base="1.3", config_path=conf_dir, config_name="config")
     def _main(cfg: DictConfig) -> None:
         log = configure_logging(name)
         try:
+            if computes:
+                enter_stage(cfg, on_cpu=computes == "cpu")  # may restart this process once with the portable environment
             stage(cfg)
         except CrossmedError as err:
             log.error("%s stage stopped: %s", name, err)

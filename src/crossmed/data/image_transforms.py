@@ -27,3 +27,28 @@ def to_common_grid(pixels: np.ndarray, spacing_mm: tuple[float, ...] | None, tar
         NormalizeIntensity(channel_wise=True),
     ])
     return np.asarray(transform(pixels.astype(np.float32)), dtype=np.float32)
+
+
+def resized_shape(shape: tuple[int, ...], spacing_mm: tuple[float, ...] | None, target_spacing_mm: float | None,
+                  image_size: int) -> tuple[int, ...]:
+    """Return the spatial shape to_common_grid resizes an image of `shape` to, before cropping or padding."""
+    if spacing_mm is not None and target_spacing_mm:
+        return grid_shape(shape, spacing_mm, target_spacing_mm)
+    scale = image_size / max(shape)
+    return tuple(int(round(n * scale)) for n in shape)
+
+
+def point_on_grid(point: tuple[float, ...], radius: float, shape: tuple[int, ...], spacing_mm: tuple[float, ...] | None,
+                  target_spacing_mm: float | None, image_size: int) -> tuple[tuple[float, ...], float]:
+    """Return where a point (pixel coordinates of the source image) and a radius (pixels) land on the common grid.
+
+    Follows to_common_grid: area resizing maps pixel centre c to (c + 0.5) * new/old - 0.5; MONAI's centre crop
+    starts at new // 2 - size // 2 and its symmetric pad adds (size - new) // 2 before.
+    """
+    resized = resized_shape(shape, spacing_mm, target_spacing_mm, image_size)
+    mapped = []
+    for c, old, new in zip(point, shape, resized):
+        c = (c + 0.5) * new / old - 0.5
+        mapped.append(c - (new // 2 - image_size // 2) if new >= image_size else c + (image_size - new) // 2)
+    scale = sum(new / old for old, new in zip(shape, resized)) / len(shape)
+    return tuple(mapped), radius * scale

@@ -15,7 +15,8 @@ from crossmed.data.image_pipeline import GridSpec, grid_steps, process_files, re
 from crossmed.data.processed import (DATA_CARD_FILE, DATA_CARD_MARKDOWN, IMAGES_FILE, LABELS_FILE, MANIFEST_COLUMNS,
                                      MANIFEST_FILE, create_image_array)
 from crossmed.data.sources import SourceTable
-from crossmed.data.sources.dicom_sites import dicom_sites_table
+from crossmed.data.image_transforms import point_on_grid
+from crossmed.data.sources.dicom_sites import SOURCE_FINDING_COLUMNS, dicom_sites_table
 from crossmed.data.sources.folder import folder_table
 from crossmed.data.sources.medmnist_arrays import fill_medmnist, medmnist_preprocessing, medmnist_table
 from crossmed.data.split import SPLITS, assign_splits, check_leakage
@@ -96,6 +97,25 @@ def _final_images(tmp: Path, staging: np.ndarray, keep: np.ndarray) -> None:
     (tmp / STAGING_FILE).unlink()
 
 
+def findings_on_grid(manifest: pd.DataFrame, data) -> pd.DataFrame | None:
+    """Return each image's finding (row, column, radius) on the processed grid, from its source-pixel position; None
+    when the source records none. Test and benchmark ground truth for saliency (the pointing game); not PHI."""
+    if not set(SOURCE_FINDING_COLUMNS) <= set(manifest.columns):
+        return None
+    out = []
+    for _, row in manifest.iterrows():
+        values = pd.to_numeric(pd.Series([row[c] for c in SOURCE_FINDING_COLUMNS]), errors="coerce")
+        if values.isna().any() or not row.get("source_shape"):
+            out.append({c: "" for c in SOURCE_FINDING_COLUMNS})
+            continue
+        shape = tuple(int(n) for n in str(row["source_shape"]).split("x"))
+        spacing = tuple(float(v) for v in str(row["source_spacing_mm"]).split("x")) if row.get("source_spacing_mm") else None
+        (r, c), radius = point_on_grid((values[0], values[1]), float(values[2]), shape, spacing,
+                                       float(data.spacing_mm) if data.get("spacing_mm") else None, int(data.image_size))
+        out.append({"finding_row": round(r, 2), "finding_col": round(c, 2), "finding_radius": round(radius, 2)})
+    return pd.DataFrame(out, index=manifest.index)
+
+
 def preprocess_study(cfg, deid_dir: str | Path, out_dir: str | Path) -> dict:
     """Write images.npy, labels.npy, manifest.csv and the data card (JSON, Markdown) under `out_dir`; return the card."""
     deid_dir, out_dir = Path(deid_dir), Path(out_dir)
@@ -119,7 +139,12 @@ def preprocess_study(cfg, deid_dir: str | Path, out_dir: str | Path) -> dict:
         manifest = manifest[keep].reset_index(drop=True)
         manifest.insert(0, "index", np.arange(len(manifest)))
         np.save(tmp / LABELS_FILE, table.labels[keep])
-        manifest[MANIFEST_COLUMNS + table.subgroups].to_csv(tmp / MANIFEST_FILE, index=False)
+        findings = findings_on_grid(manifest, cfg.data) if cfg.data.source == "synthetic" else None
+        columns = MANIFEST_COLUMNS + table.subgroups
+        if findings is not None:
+            manifest = pd.concat([manifest.drop(columns=list(SOURCE_FINDING_COLUMNS)), findings], axis=1)
+            columns = columns + list(findings.columns)
+        manifest[columns].to_csv(tmp / MANIFEST_FILE, index=False)
         card = data_card(manifest, table.task, table.description, table.preprocessing, list(shape), table.subgroups,
                          list(cfg.study.external_sites), leakage) | {"recipe": table.recipe}
         write_json_atomic(tmp / DATA_CARD_FILE, card)

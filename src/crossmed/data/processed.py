@@ -1,5 +1,6 @@
 """The processed dataset on disk: memory-mapped images.npy and labels.npy, manifest.csv, data card (JSON and Markdown)."""
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,3 +86,15 @@ class ProcessedData:
         rows = self.manifest[self.manifest["split"] == name]
         index = rows["index"].to_numpy(dtype=np.int64)
         return Split(SplitImages(self.images, index), self.labels[index], rows)
+
+
+def data_fingerprint(folder: str | Path) -> str:
+    """Return the SHA-256 over the processed dataset's files (names and contents): which data the model was trained on."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(folder).iterdir()):
+        if path.is_file():
+            digest.update(path.name.encode() + b"\0")
+            with path.open("rb") as stream:
+                for block in iter(lambda: stream.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()

@@ -54,14 +54,15 @@ def metric_intervals(metrics: Callable[[np.ndarray], dict[str, np.ndarray]], pat
 
 
 def interval(point: float, samples: np.ndarray, settings: BootstrapSettings, reliable: bool) -> dict:
-    """Return the point estimate with its percentile interval, the defined resamples and the reliability flag."""
+    """Return the point estimate with its percentile interval, the defined resamples and the reliability flag: False
+    with too few cases of a class (`reliable`) or when every resample agrees (a zero-width interval says nothing)."""
     defined = samples[np.isfinite(samples)]
     if not np.isfinite(point) or len(defined) == 0:
         return {"value": None, "ci_low": None, "ci_high": None, "resamples_defined": int(len(defined)), "reliable": False}
     tail = (1 - settings.confidence) / 2 * 100
     low, high = np.percentile(defined, [tail, 100 - tail])
     return {"value": round(float(point), 4), "ci_low": round(float(low), 4), "ci_high": round(float(high), 4),
-            "resamples_defined": int(len(defined)), "reliable": bool(reliable)}
+            "resamples_defined": int(len(defined)), "reliable": bool(reliable and high > low)}
 
 
 def binary_intervals(labels, scores, threshold: float, patient_ids, settings: BootstrapSettings,

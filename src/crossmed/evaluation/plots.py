@@ -33,11 +33,15 @@ def write_csv(table: pd.DataFrame, path: str | Path) -> None:
 
 
 def curve_figure(curves: dict[str, tuple[pd.DataFrame, str]], x: str, y: str, labels: tuple[str, str], title: str,
-                 path: str | Path, diagonal: bool = True) -> None:
-    """Write a PNG with one curve per evaluation set ({name: (points, legend note)}), optionally with the diagonal."""
+                 path: str | Path, diagonal: bool = True, counts: str | None = None) -> None:
+    """Write a PNG with one curve per evaluation set ({name: (points, legend note)}), optionally with the diagonal;
+    `counts` names a column whose value is written beside each point (e.g. the cases in each reliability bin)."""
     fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=120)
     for name, (points, note) in curves.items():
-        ax.plot(points[x], points[y], marker="o" if len(points) <= 12 else None, markersize=3, label=f"{name} ({note})")
+        line, = ax.plot(points[x], points[y], marker="o" if len(points) <= 12 else None, markersize=3, label=f"{name} ({note})")
+        if counts is not None:
+            for px, py, n in zip(points[x], points[y], points[counts]):
+                ax.annotate(f"{int(n)}", (px, py), textcoords="offset points", xytext=(3, 3), fontsize=7, color=line.get_color())
     if diagonal:
         ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
     ax.set(xlabel=labels[0], ylabel=labels[1], title=title, xlim=(0, 1), ylim=(0, 1.01))

@@ -52,11 +52,16 @@ def markdown_table(header: list[str], rows: list[list]) -> list[str]:
            ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in rows] + [""]
 
 
+UNRELIABLE_NOTE = ("† marks an interval that should not be relied on: too few cases of some class, or every resample "
+                   "agreeing (a zero-width interval).")
+
+
 def with_ci(result: dict) -> str:
-    """Return 'value (low to high)', or 'undefined' when the metric could not be computed."""
-    if result.get("value") is None:
+    """Return 'value (low to high)', with † when the interval is marked unreliable, or 'undefined'."""
+    if result.get("value") is None or pd.isna(result.get("value")):
         return "undefined"
-    return f"{result['value']:.3f} ({result['ci_low']:.3f} to {result['ci_high']:.3f})"
+    mark = "" if bool(result.get("reliable", True)) else " †"
+    return f"{result['value']:.3f} ({result['ci_low']:.3f} to {result['ci_high']:.3f}){mark}"
 
 
 def data_section(card: dict, cfg: DictConfig) -> list[str]:
@@ -106,8 +111,25 @@ def _performance_section(bootstrap: dict, binary: bool) -> list[str]:
             for m in keys]
     return ["## Performance", "",
             f"Values with {bootstrap['confidence']:.0%} intervals from {bootstrap['resamples']} bootstrap resamples of "
-            f"**patients** (seed {bootstrap['seed']}).", "", *markdown_table(["metric", *sets], rows),
+            f"**patients** (seed {bootstrap['seed']}). {UNRELIABLE_NOTE}", "", *markdown_table(["metric", *sets], rows),
             *(["![ROC](../evaluation/roc.png) ![Precision-recall](../evaluation/pr.png)", ""] if binary else [])]
+
+
+def confusion_counts_section(evaluation: Path, operating: dict) -> list[str]:
+    """Return the 2 x 2 table at the operating point of each binary test set (from predictions_<set>.csv), or nothing."""
+    rows = []
+    for path in sorted(evaluation.glob("predictions_*.csv")):
+        table = pd.read_csv(path)
+        if not {"actual", "predicted", "probability"} <= set(table.columns):
+            return []  # not a binary task
+        actual, predicted = table["actual"].astype(int), table["predicted"].astype(int)
+        rows.append([path.stem.removeprefix("predictions_").replace("_", " "), int(((actual == 1) & (predicted == 1)).sum()),
+                     int(((actual == 0) & (predicted == 1)).sum()), int(((actual == 1) & (predicted == 0)).sum()),
+                     int(((actual == 0) & (predicted == 0)).sum()), len(table)])
+    if not rows:
+        return []
+    return [f"Counts at the operating point (threshold {operating['threshold']:.4f}, chosen on validation):", "",
+            *markdown_table(["set", "true positive", "false positive", "false negative", "true negative", "images"], rows)]
 
 
 def _gap_section(metrics: dict) -> list[str]:
@@ -140,17 +162,14 @@ def groups_section(groups: pd.DataFrame, task_type: str) -> list[str]:
     """Return one table per test set and group column with the headline metrics and their intervals."""
     headline = HEADLINE.get(task_type, HEADLINE_OTHER)
     lines = ["## Sites and subgroups", "",
-             "Each cell: value (95% patient-bootstrap interval); † marks groups with fewer cases of some class than the "
-             "reliability floor, whose intervals should not be relied on.", ""]
+             f"Each cell: value (95% patient-bootstrap interval). {UNRELIABLE_NOTE}", ""]
     for (set_name, group), part in groups.groupby(["set", "group"], sort=False):
         rows = []
         for subgroup, cells in part.groupby("subgroup", sort=False):
             by_metric = cells.set_index("metric")
-            flag = "" if bool(by_metric["reliable"].iloc[0]) else " †"
             positives = [int(by_metric["positives"].iloc[0])] if task_type == "binary" else []
-            rows.append([f"{subgroup}{flag}", int(by_metric["images"].iloc[0]), int(by_metric["patients"].iloc[0]), *positives,
-                         *[with_ci(by_metric.loc[m].to_dict()) if pd.notna(by_metric.loc[m, "value"]) else "undefined"
-                           for m in headline]])
+            rows.append([f"{subgroup}", int(by_metric["images"].iloc[0]), int(by_metric["patients"].iloc[0]), *positives,
+                         *[with_ci(by_metric.loc[m].to_dict()) for m in headline]])
         lines += [f"### {set_name}: by {group}", "",
                   *markdown_table([group, "images", "patients", *(["positives"] if task_type == "binary" else []),
                            *[METRIC_NAMES[m] for m in headline]], rows)]
@@ -175,22 +194,42 @@ def limitations(cfg: DictConfig, card: dict, groups: pd.DataFrame, operating: di
     return ["## Limitations", "", *[f"- {note}" for note in notes], ""]
 
 
+def _pointing_lines(folder: Path) -> list[str]:
+    """Return the pointing-game sentence and table (sources that record where findings are), or nothing."""
+    path = folder / "pointing_game.json"
+    if not path.is_file():
+        return []
+    sets = json.loads(path.read_text())
+    rows = [[name.replace("_", " "), r["layer"], f"{r['hits']} of {r['cases']}",
+             "n/a" if r["rate"] is None else f"{r['rate']:.2f} ({r['ci_low']:.2f} to {r['ci_high']:.2f})"]
+            for name, r in sets.items()]
+    return ["**Pointing game.** Does the map point at the finding? For every correctly detected opacity whose position "
+            "the data records, a hit is a Grad-CAM maximum within 1.5 × the opacity's radius of its centre "
+            "(95% Wilson interval).", "", *markdown_table(["set", "layer", "hits", "rate (95% CI)"], rows)]
+
+
 def _gradcam_section(folder: Path) -> list[str]:
     images = sorted(p.name for p in (folder / "gradcam").glob("*.png")) if (folder / "gradcam").is_dir() else []
     if not images:
-        return ["## Explainability", "", "No Grad-CAM overlays were made (evaluate.gradcam.cases is 0, or the network has no feature map).", ""]
-    return ["## Explainability", "", "MONAI Grad-CAM for the most confident correct and wrong predictions of each test set.", "",
-            *[f"![{name}](../evaluation/gradcam/{name})" for name in images], ""]
+        return ["## Explainability", "", "No Grad-CAM overlays were made (evaluate.gradcam.cases is 0, or the network has no "
+                "feature map).", "", *_pointing_lines(folder)]
+    captions_path = folder / "gradcam" / "captions.json"
+    captions = json.loads(captions_path.read_text()) if captions_path.is_file() else {}
+    figures = [line for name in images for line in (f"![{captions.get(name, name)}](../evaluation/gradcam/{name})", "",
+                                                    f"*{captions.get(name, name)}*", "")]
+    return ["## Explainability", "", "MONAI Grad-CAM of the predicted class for the most confident correct and wrong "
+            "predictions of each test set: red (1) marks where the evidence for that class is strongest, blue (0) the least.",
+            "", *_pointing_lines(folder), *figures]
 
 
 def _provenance_line(provenance: dict | None) -> str:
-    """Return the sentence naming the reported model's MLflow run, start time and code commit (no wall-clock time: reruns match)."""
+    """Return the sentence naming the reported model and data by SHA-256 (no run ID, time or commit: a rerun, or a fresh
+    clone of the same commit, writes the same file)."""
     if not provenance:
         return f"Written by crossmed {__version__}. "
-    commit = provenance["git_commit"]
-    code = f"`{commit[:12]}`" + (" with uncommitted changes" if commit.endswith("-dirty") else "")
-    return (f"Model of MLflow run `{provenance['run_id']}`, trained from code commit {code} starting "
-            f"{provenance['started']}; written by crossmed {__version__}. ")
+    return (f"Model: the checkpoint with SHA-256 `{provenance['checkpoint_sha256'][:16]}…` (its MLflow run carries the "
+            f"tag `checkpoint.sha256`), trained on processed data with SHA-256 `{provenance['data_sha256'][:16]}…`; "
+            f"written by crossmed {__version__}. ")
 
 
 def report_markdown(cfg: DictConfig, evaluation: Path, metrics_path: Path, history_path: Path, card_path: Path,
@@ -207,7 +246,7 @@ def report_markdown(cfg: DictConfig, evaluation: Path, metrics_path: Path, histo
     groups = pd.read_csv(evaluation / "metrics_by_group.csv")
     task_type = card["task"]["type"]
     kappa = {name: values["quadratic_kappa"] for name, values in metrics.items() if "quadratic_kappa" in values}
-    lines += [*_performance_section(bootstrap, task_type == "binary"),
+    lines += [*_performance_section(bootstrap, task_type == "binary"), *confusion_counts_section(evaluation, operating),
               *(["Quadratic-weighted kappa of the most probable grade (point estimate): "
                  + ", ".join(f"{name} {value}" for name, value in kappa.items()) + ".", ""] if kappa else []),
               *_gap_section(metrics),
@@ -237,7 +276,7 @@ def _embedded(html: str, base: Path) -> str:
 
 STYLE = ("body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;line-height:1.45}"
          "table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.2rem .5rem;font-size:.9rem}"
-         "img{max-width:48%;margin:.25rem}pre{background:#f6f6f6;padding:.5rem;overflow-x:auto;font-size:.8rem}")
+         "img{max-width:100%;height:auto;margin:.25rem;vertical-align:top}pre{background:#f6f6f6;padding:.5rem;overflow-x:auto;font-size:.8rem}")
 
 
 def html_document(text: str, title: str, markdown_dir: Path) -> str:

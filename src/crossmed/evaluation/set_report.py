@@ -112,4 +112,4 @@ class SetReport:
                 summary = self.calibration[name]["before" if when == "before" else "after_temperature_scaling"]
                 reliability[f"{name} {when}" if len(tables) > 1 else name] = (table.dropna(), f"ECE {summary['ece']}")
         curve_figure(reliability, "mean_predicted", "observed", ("mean predicted probability", "observed positive rate"),
-                     "Reliability", self.out_dir / "calibration.png")
+                     "Reliability (numbers: cases per bin)", self.out_dir / "calibration.png", counts="count")

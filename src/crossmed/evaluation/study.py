@@ -1,5 +1,6 @@
 """The evaluate stage as a library call: internal and external test metrics at the validation operating point."""
 
+import json
 import logging
 from pathlib import Path
 
@@ -19,10 +20,12 @@ from crossmed.evaluation.comparison import compare_with_reference, reference_pre
 from crossmed.evaluation.metrics import choose_threshold, task_metrics
 from crossmed.evaluation.set_report import SetReport, flat_intervals
 from crossmed.evaluation.plots import confusion_figure, write_csv
-from crossmed.evaluation.saliency import write_gradcam
+from crossmed.evaluation.pointing import finding_positions, pointing_game
+from crossmed.evaluation.saliency import grad_cam, write_gradcam
 from crossmed.files import atomic_directory, write_json_atomic
 from crossmed.networks import build_network
-from crossmed.tracking import resume_run, tracking_uri
+from crossmed.reproducibility import SCOPE, in_effect
+from crossmed.tracking import open_store, resume_run
 from crossmed.training.checkpoint import load_checkpoint
 from crossmed.training.inference import predict_probabilities
 
@@ -92,7 +95,7 @@ def _compare(cfg: DictConfig, task: Task, predictions: list[pd.DataFrame]) -> di
         return {}
     if task.type != "binary":
         raise ConfigError("evaluate.compare_with", f"DeLong's test compares binary AUCs; this task is {task.type}")
-    mlflow.set_tracking_uri(tracking_uri(cfg.mlflow.tracking_uri))  # a run ID is looked up in the study's store
+    open_store(cfg.mlflow.tracking_uri)  # a run ID is looked up in the study's store
     out = {}
     for table in predictions:
         name = table["set"].iloc[0]
@@ -110,20 +113,45 @@ def evaluate_study(cfg: DictConfig, checkpoint_path: str | Path, run_reference: 
     out_dir = Path(out_dir)
     with atomic_directory(out_dir) as work:
         metrics, threshold = _evaluate(cfg, checkpoint_path, work)
-    write_json_atomic(metrics_path, metrics)
-    with resume_run(run_reference):
+        write_json_atomic(work / ALL_METRICS_FILE, metrics)
+    write_json_atomic(metrics_path, headline_metrics(metrics))
+    with resume_run(run_reference, checkpoint_path, cfg.mlflow.tracking_uri):
         mlflow.log_metrics({f"{name}_{key}": value for name, values in metrics.items() for key, value in values.items()
                             if value is not None})
         mlflow.log_metric("operating_threshold", threshold)
+        if (out_dir / "pointing_game.json").is_file():
+            pointing = json.loads((out_dir / "pointing_game.json").read_text())
+            mlflow.log_metrics({f"{name}_pointing_game_rate": r["rate"] for name, r in pointing.items() if r["rate"] is not None})
         mlflow.log_artifacts(str(out_dir), artifact_path="evaluation")
         mlflow.log_artifact(str(metrics_path), artifact_path="evaluation")
     log.info("wrote %s and plots under %s", metrics_path, out_dir)
     return metrics
 
 
+ALL_METRICS_FILE = "metrics_all.json"  # every metric; metrics.json keeps the headline figures compared across experiments
+HEADLINE_BINARY = ("auc", "sensitivity", "specificity", "ppv", "npv", "brier", "ece")
+HEADLINE_OTHER = ("auc", "balanced_accuracy", "accuracy", "quadratic_kappa", "mae", "brier", "ece")
+
+
+def headline_metrics(metrics: dict) -> dict:
+    """Return metrics.json's content: per test set the headline metrics with their intervals, the external set with the
+    AUC gap (internal minus external); comparisons with a reference model as they are."""
+    out = {}
+    for name, values in metrics.items():
+        if name == "external_gap" or name.endswith("_vs_reference"):
+            continue
+        keys = HEADLINE_BINARY if "sensitivity" in values else HEADLINE_OTHER
+        out[name] = {k: v for k, v in values.items() if any(k == m or k in (f"{m}_ci_low", f"{m}_ci_high") for m in keys)}
+    gap = metrics.get("external_gap") or {}
+    if "external_test" in out and "auc" in gap:
+        out["external_test"] |= {f"auc_gap{suffix}": gap[f"auc{suffix}"] for suffix in ("", "_ci_low", "_ci_high")}
+    return out | {name: values for name, values in metrics.items() if name.endswith("_vs_reference")}
+
+
 def _evaluate(cfg: DictConfig, checkpoint_path: str | Path, out_dir: Path) -> tuple[dict, float]:
     """Compute everything the evaluate stage reports, writing its files under `out_dir`; return (metrics, threshold)."""
     device = resolve_device(cfg.device)
+    arithmetic = in_effect(cfg)
     net, checkpoint = load_trained_network(checkpoint_path, device)
     data = ProcessedData.load(cfg.paths.processed)
     task = Task.from_dict(checkpoint["task"])
@@ -132,7 +160,7 @@ def _evaluate(cfg: DictConfig, checkpoint_path: str | Path, out_dir: Path) -> tu
     threshold = _operating_threshold(cfg, task, val.labels, val_probabilities)
     report = SetReport(task, out_dir, threshold, bootstrap_settings(cfg), list(data.card.get("subgroups", [])),
                        _temperature(cfg, task, val_probabilities, val.labels))
-    metrics, predictions = {}, []
+    metrics, predictions, pointing = {}, [], {}
     for name, split in EVALUATION_SETS.items():
         part = data.split(split)
         if len(part.labels) == 0:
@@ -148,6 +176,14 @@ def _evaluate(cfg: DictConfig, checkpoint_path: str | Path, out_dir: Path) -> tu
                           str(cfg.evaluate.gradcam.target_layer), out_dir / "gradcam", device)
             confusion_figure(table["actual"].to_numpy(), table["predicted"].to_numpy(), list(task.classes),
                              name.replace("_", " "), out_dir / f"confusion_{name}.png")
+            findings = finding_positions(part.rows)
+            if findings is not None and task.type == "binary" and data.images.ndim == 4:
+                cam, layer = grad_cam(net, str(cfg.evaluate.gradcam.target_layer), tuple(data.images.shape[1:]))
+                try:
+                    pointing[name] = pointing_game(cam, part.images, table, findings, 1, device) | {"layer": layer}
+                except Exception as err:  # e.g. a transformer whose blocks give no feature map (as in write_gradcam)
+                    log.warning("pointing game skipped: layer '%s' of %s gives no feature map to weight (%s)", layer,
+                                type(net).__name__, err)
         log.info("%s: %d images from %s: %s", name, len(part.labels), sorted(part.rows["site"].unique()),
                  {k: v for k, v in metrics[name].items() if not k.startswith("auc_") and "_ci_" not in k})
     gap = report.external_gap()
@@ -168,4 +204,9 @@ def _evaluate(cfg: DictConfig, checkpoint_path: str | Path, out_dir: Path) -> tu
     if task.type == "binary" and cfg.evaluate.operating_point in ("sensitivity", "specificity"):
         operating_point["target"] = float(cfg.evaluate.target)
     write_json_atomic(out_dir / "operating_point.json", operating_point)
+    if pointing:
+        write_json_atomic(out_dir / "pointing_game.json", pointing)
+    trained = checkpoint.get("arithmetic", "unknown")
+    write_json_atomic(out_dir / "reproducibility.json", {"training": trained, "evaluation": arithmetic,
+                                                          "scope": SCOPE.get(trained, "not recorded by this checkpoint")})
     return metrics, threshold

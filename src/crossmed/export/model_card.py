@@ -34,8 +34,9 @@ def model_card_markdown(cfg: DictConfig, description: dict, evaluation: Path, ca
                  else operating["method"])
     lines = [f"# Model card: {description['name']}", "",
              f"{description['task']['type'].capitalize()} classifier of {cfg.study.task} "
-             f"({', '.join(description['classes'])}). Exported by crossmed {description['crossmed_version']} from MLflow run "
-             f"`{training['mlflow_run_id']}` (epoch {training['epoch']}).", "",
+             f"({', '.join(description['classes'])}). Exported by crossmed {description['crossmed_version']} from the checkpoint "
+             f"of epoch {training['epoch']} with SHA-256 `{training['checkpoint_sha256'][:16]}…`; its MLflow training run carries "
+             f"this value in the tag `checkpoint.sha256`.", "",
              "## Intended use", "", str(use.intended_use).strip(), "",
              "Intended users: " + "; ".join(use.intended_users) + ".", "",
              "## Not intended for", "", *[f"- {item}" for item in use.not_intended], "",
@@ -55,13 +56,11 @@ def model_card_markdown(cfg: DictConfig, description: dict, evaluation: Path, ca
              *limitations(cfg, card, groups, operating),
              "## Versions", "",
              *markdown_table(["what", "version"], [["processed data (SHA-256)", f"`{training['data_sha256']}`"],
-                                                   ["training run (MLflow)", f"`{training['mlflow_run_id']}`, started "
-                                                                             f"{training.get('started', 'unknown')}"],
-                                                   ["code (git commit of the training run)", f"`{training.get('git_commit', 'unknown')}`"],
+                                                   ["checkpoint (SHA-256)", f"`{training['checkpoint_sha256']}`"],
                                                    ["network", f"`{training['network']['_target_']}`"],
                                                    *[[k, v] for k, v in description["package_versions"].items()]]),
-             "Parity of the exported files with the PyTorch model on validation images: " + "; ".join(
-                 f"{runtime} max |difference| {p['max_abs_difference']:.1e} (tolerance {p['tolerance']:.0e})"
+             "Parity of the exported files with the PyTorch model (largest probability difference; the exact figures are in the MLflow run): " + "; ".join(
+                 f"{runtime} within {p['tolerance']:.0e} on {p['images']} images"
                  for runtime, p in description["parity"].items()) + ".", ""]
     return "\n".join(lines).replace("](../evaluation/", "](")
 

@@ -6,14 +6,19 @@ The crossmed package travels inside the model (code_paths), so `mlflow models se
 """
 
 import base64
+import hashlib
 import logging
+import platform
+import re
 import tempfile
+import uuid
 from importlib.metadata import version
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
+import yaml
 from mlflow.models import infer_signature
 
 from crossmed.export.shipped_package import copy_package
@@ -84,3 +89,34 @@ def save_pyfunc(folder: Path, exported_dir: Path, example_image: bytes, classes:
                                  artifacts={ARTIFACT: str(exported_dir)}, code_paths=[str(package)],
                                  signature=infer_signature(example, output), input_example=example,
                                  pip_requirements=[f"{name}=={version(name)}" for name in REQUIREMENTS])
+    make_reproducible(folder)
+
+
+def make_reproducible(folder: Path) -> None:
+    """Drop what differs on every save or machine from the MLflow model's files (creation time, random UUID, temporary
+    and absolute paths, Python's patch version), so the same model gives the same bytes: DVC tracks this folder."""
+    mlmodel_path = folder / "MLmodel"
+    mlmodel = yaml.safe_load(mlmodel_path.read_text())
+    mlmodel.pop("utc_time_created", None)
+    mlmodel["model_uuid"] = uuid.uuid5(uuid.NAMESPACE_OID, _tree_digest(folder / "artifacts").hex()).hex  # same model, same id
+    flavor = mlmodel["flavors"]["python_function"]
+    for name, artifact in (flavor.get("artifacts") or {}).items():
+        artifact["uri"] = artifact["path"]  # the copy inside the model folder, not the temporary folder it came from
+    if "model_code_path" in flavor:
+        flavor["model_code_path"] = Path(flavor["model_code_path"]).name  # MLflow loads it by its base name
+    python = ".".join(platform.python_version_tuple()[:2])
+    flavor["python_version"] = python
+    mlmodel_path.write_text(yaml.safe_dump(mlmodel, sort_keys=True))
+    for name, pattern in (("python_env.yaml", r"^python: .*$"), ("conda.yaml", r"^(\s*- python=).*$")):
+        path = folder / name
+        if path.is_file():
+            replacement = f"python: {python}" if name == "python_env.yaml" else rf"\g<1>{python}"
+            path.write_text(re.sub(pattern, replacement, path.read_text(), count=1, flags=re.MULTILINE))
+
+
+def _tree_digest(folder: Path) -> bytes:
+    """Return the SHA-256 over a folder's file names and contents."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.digest()

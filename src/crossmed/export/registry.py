@@ -7,13 +7,13 @@ import mlflow
 log = logging.getLogger("crossmed.export")
 
 
-def registry_tags(description: dict) -> dict[str, str]:
+def registry_tags(description: dict, run_id: str) -> dict[str, str]:
     """Return the model version's tags: headline metrics with intervals, threshold, classes, data hash, run and versions."""
     tags = {"crossmed.threshold": str(description["operating_point"]["threshold"]),
             "crossmed.operating_point": str(description["operating_point"]["method"]),
             "crossmed.classes": ",".join(description["classes"]), "crossmed.task": description["task"]["type"],
             "crossmed.data_sha256": description["training"]["data_sha256"],
-            "crossmed.training_run": description["training"]["mlflow_run_id"],
+            "crossmed.checkpoint_sha256": description["training"]["checkpoint_sha256"], "crossmed.training_run": run_id,
             "crossmed.version": description["crossmed_version"]}
     for set_name, values in description["metrics"].items():
         for metric in ("auc", "sensitivity", "specificity", "accuracy"):
@@ -25,6 +25,6 @@ def registry_tags(description: dict) -> dict[str, str]:
 
 def register_model(run_id: str, artifact_path: str, name: str, description: dict) -> str:
     """Register runs:/<run>/<artifact_path> as a new version of `name` with registry_tags; return the version."""
-    version = mlflow.register_model(f"runs:/{run_id}/{artifact_path}", name, tags=registry_tags(description))
+    version = mlflow.register_model(f"runs:/{run_id}/{artifact_path}", name, tags=registry_tags(description, run_id))
     log.info("registered MLflow model '%s' version %s", name, version.version)
     return str(version.version)

@@ -6,7 +6,6 @@
     models/export/model_card.md   the model card, and its self-contained HTML twin
 """
 
-import hashlib
 import io
 import logging
 from pathlib import Path
@@ -16,7 +15,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from crossmed.data.processed import DATA_CARD_FILE, ProcessedData
+from crossmed.data.processed import DATA_CARD_FILE, ProcessedData, data_fingerprint
 from crossmed.errors import ConfigError
 from crossmed.evaluation.report import read_json
 from crossmed.evaluation.study import load_trained_network
@@ -29,7 +28,9 @@ from crossmed.export.registry import register_model
 from crossmed.export.torchscript import check_parity, export_torchscript
 from crossmed.files import atomic_directory, write_json_atomic
 from crossmed.inference.recipe import Recipe, example_pixels
-from crossmed.tracking import resume_run, run_provenance
+from crossmed.evaluation.saliency import saliency_layer
+from crossmed.reproducibility import in_effect
+from crossmed.tracking import file_digests, resume_run
 
 log = logging.getLogger("crossmed.export")
 KNOWN_FORMATS = ("torchscript", "onnx", "mlflow", "bundle")
@@ -57,6 +58,7 @@ def _npy_bytes(array: np.ndarray) -> bytes:
 def export_study(cfg: DictConfig, checkpoint_path: str | Path, run_reference: str | Path, out_dir: str | Path) -> dict:
     """Write models/export/ (portable model, MLflow model, MONAI bundle, model card); log and register them; return model.json."""
     formats = _formats(cfg)
+    in_effect(cfg, on_cpu=True)  # the parity checks compute with PyTorch on the CPU
     out_dir = Path(out_dir) / "export"
     net, checkpoint = load_trained_network(checkpoint_path, torch.device("cpu"))
     recipe = Recipe.from_dict(checkpoint.get("recipe"), str(checkpoint_path))
@@ -65,31 +67,30 @@ def export_study(cfg: DictConfig, checkpoint_path: str | Path, run_reference: st
     images = np.array(val.images[: int(cfg.export.parity_images)])  # a copy, not a read-only view of the memory map
     multilabel = checkpoint["task"]["type"] == "multilabel"
     experiments = Path(cfg.paths.experiments)
-    with resume_run(run_reference) as run:  # the training run's start and commit go into the description
-        provenance = run_provenance(run.info.run_id)
     with atomic_directory(out_dir) as work:
         portable = work / PORTABLE
-        files, parity = {"torchscript": "model.ts"}, {}
+        files, parity, differences = {"torchscript": "model.ts"}, {}, {}
         export_torchscript(net, images, portable / "model.ts", multilabel)
-        parity["torchscript"] = _parity("TorchScript", check_parity(net, portable / "model.ts", images,
-                                                                    float(cfg.export.parity_atol), multilabel),
-                                        len(images), float(cfg.export.parity_atol))
+        differences["torchscript"] = check_parity(net, portable / "model.ts", images, float(cfg.export.parity_atol), multilabel)
+        parity["torchscript"] = _parity("TorchScript", differences["torchscript"], len(images), float(cfg.export.parity_atol))
         if "onnx" in formats:
             export_onnx(net, images, portable / "model.onnx", int(cfg.export.onnx_opset), multilabel)
             files["onnx"] = "model.onnx"
-            parity["onnx"] = _parity("ONNX (onnxruntime)", check_onnx_parity(net, portable / "model.onnx", images,
-                                                                            float(cfg.export.onnx_parity_atol), multilabel),
-                                     len(images), float(cfg.export.onnx_parity_atol))
+            differences["onnx"] = check_onnx_parity(net, portable / "model.onnx", images, float(cfg.export.onnx_parity_atol),
+                                                    multilabel)
+            parity["onnx"] = _parity("ONNX (onnxruntime)", differences["onnx"], len(images), float(cfg.export.onnx_parity_atol))
         description = model_description(
             name=f"{cfg.study.name}-{checkpoint['model']['name']}", files=files, recipe=recipe.as_dict(),
             input_shape=list(checkpoint["input_shape"]), preprocessing=list(checkpoint["preprocessing"]), task=checkpoint["task"],
             operating_point=read_json(experiments / "evaluation" / "operating_point.json"),
-            metrics=read_json(experiments / "metrics.json"),
-            training={"mlflow_run_id": provenance["run_id"], "started": provenance["started"],
-                      "git_commit": provenance["git_commit"], "epoch": checkpoint.get("epoch"),
+            metrics=read_json(experiments / "evaluation" / "metrics_all.json"),
+            training={"checkpoint_sha256": file_digests(checkpoint_path)["sha256"], "epoch": checkpoint.get("epoch"),
                       "val_auc": checkpoint.get("val_auc"), "network": checkpoint["model"]["net"],
                       "data_sha256": data_fingerprint(cfg.paths.processed)},
             parity=parity)
+        if checkpoint["task"]["type"] != "multilabel":  # predict --saliency draws the layer the evaluation validated
+            layer = str(cfg.evaluate.gradcam.target_layer)
+            description["gradcam_layer"] = saliency_layer(net, tuple(checkpoint["input_shape"])) if layer == "auto" else layer
         write_json_atomic(portable / "model.json", description)
         example = _npy_bytes(example_pixels(recipe, images[0]))
         if "mlflow" in formats:
@@ -98,32 +99,21 @@ def export_study(cfg: DictConfig, checkpoint_path: str | Path, run_reference: st
             write_bundle(work / BUNDLE, portable, description, example)
         write_model_card(cfg, description, experiments / "evaluation", Path(cfg.paths.processed) / DATA_CARD_FILE,
                          work / "model_card.md")
-    with resume_run(run_reference) as run:
+    with resume_run(run_reference, checkpoint_path, cfg.mlflow.tracking_uri) as run:
         mlflow.log_artifacts(str(out_dir / PORTABLE), artifact_path="model")
         for name in ("model_card.md", "model_card.html"):
             mlflow.log_artifact(str(out_dir / name), artifact_path="model")
-        mlflow.log_metrics({f"export_parity_{runtime}": result["max_abs_difference"] for runtime, result in parity.items()})
+        mlflow.log_metrics({f"export_parity_{runtime}": difference for runtime, difference in differences.items()})
         if "mlflow" in formats:
             mlflow.log_artifacts(str(out_dir / MLFLOW_MODEL), artifact_path=MLFLOW_MODEL)
             if cfg.export.register:
                 register_model(run.info.run_id, MLFLOW_MODEL, str(cfg.export.registered_name), description)
+        mlflow.set_tag("export.model_json.sha256", file_digests(out_dir / PORTABLE / "model.json")["sha256"])
     log.info("wrote %s: %s", out_dir, ", ".join(sorted(p.name for p in out_dir.iterdir())))
     return description
 
 
 def _parity(runtime: str, difference: float, images: int, tolerance: float) -> dict:
-    """Log and return one runtime's parity check."""
+    """Log one runtime's passed parity check; return what model.json records (the exact difference varies by CPU: MLflow only)."""
     log.info("%s parity on %d validation images: max |difference| %.2e (tolerance %.0e)", runtime, images, difference, tolerance)
-    return {"images": images, "max_abs_difference": difference, "tolerance": tolerance}
-
-
-def data_fingerprint(folder: str | Path) -> str:
-    """Return the SHA-256 over the processed dataset's files (names and contents): which data the model was trained on."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(folder).iterdir()):
-        if path.is_file():
-            digest.update(path.name.encode() + b"\0")
-            with path.open("rb") as stream:
-                for block in iter(lambda: stream.read(1 << 20), b""):
-                    digest.update(block)
-    return digest.hexdigest()
+    return {"images": images, "tolerance": tolerance, "passed": True}

@@ -125,15 +125,14 @@ class _Saliency:
     """Grad-CAM (MONAI) of the predicted class on the PyTorch network rebuilt from the export, written as overlays."""
 
     def __init__(self, model: ExportedModel, out_dir: Path):
-        from monai.visualize import GradCAM
-
-        from crossmed.evaluation.saliency import last_convolutional_block
+        from crossmed.evaluation.saliency import grad_cam
 
         if model.description["task"]["type"] == "multilabel":
             raise InputError(out_dir, "--saliency draws the predicted class of single-label models; this one is multi-label")
         self.net, self.classes, self.out_dir = model.eager_network(), list(model.description["classes"]), out_dir
-        self.layer = last_convolutional_block(self.net)
-        self.cam = GradCAM(nn_module=self.net, target_layers=self.layer)
+        # The layer the study validated (its pointing game is in the report); older exports: the last convolutional block.
+        self.cam, self.layer = grad_cam(self.net, str(model.description.get("gradcam_layer", "auto")),
+                                        tuple(model.description["inputs"]["image"]["shape"][1:]))
 
     def write(self, name: str, image: np.ndarray, result: dict, number: int) -> str:
         """Write one overlay and return its path."""

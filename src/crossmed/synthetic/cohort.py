@@ -17,7 +17,7 @@ from crossmed.errors import ConfigError
 from crossmed.site_codes import check_site_code
 from crossmed.files import atomic_directory, atomic_path, write_bytes_atomic
 from crossmed.synthetic.identities import Patient, clinical_comment, make_patient
-from crossmed.synthetic.phantom import Acquisition, acquire, patient_anatomy, random_opacity, render
+from crossmed.synthetic.phantom import RENDER_SPACING_MM, Acquisition, Opacity, acquire, patient_anatomy, random_opacity, render
 
 log = logging.getLogger("crossmed.synthesize")
 
@@ -25,7 +25,8 @@ DX_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
 PRIVATE_CREATOR = "CROSSMED SYNTH PHI"
 SUPPORTED_LANGUAGES = {"ko", "et"}
 SUPPORTED_CHARACTER_SETS = {"ISO 2022 IR 149", "ISO_IR 192", "ISO_IR 100"}
-LABEL_COLUMNS = ["patient_id", "patient_name", "sop_instance_uid", "study_date", "sex", "age", "finding"]
+LABEL_COLUMNS = ["patient_id", "patient_name", "sop_instance_uid", "study_date", "sex", "age", "finding",
+                 "finding_row", "finding_col", "finding_radius"]  # where the opacity is: image pixels (row, column, radius)
 
 
 @dataclass(frozen=True)
@@ -226,8 +227,23 @@ def write_site(spec: CohortSpec, site: SiteSpec, site_index: int, dicom_dir: Pat
             ds.save_as(buffer, enforce_file_format=True)
             write_bytes_atomic(dicom_dir / patient.patient_id / f"{study['date']:%Y%m%d}" / f"IM{number:04d}.dcm", buffer.getvalue())
             rows.append({"patient_id": patient.patient_id, "patient_name": patient.name.split("=")[-1], "sop_instance_uid": sop_uid,
-                         "study_date": f"{study['date']:%Y-%m-%d}", "sex": patient.sex, "age": study["age"], "finding": int(finding)})
+                         "study_date": f"{study['date']:%Y-%m-%d}", "sex": patient.sex, "age": study["age"], "finding": int(finding),
+                         **finding_in_pixels(opacity, spec.fov_mm, site.acquisition.rows)})
     return rows
+
+
+def finding_in_pixels(opacity: Opacity | None, fov_mm: float, rows: int) -> dict:
+    """Return the opacity's centre (row, column) and radius in the acquired image's pixels; empty without one.
+
+    The render grid samples the FOV every RENDER_SPACING_MM from 0; `acquire` resamples it to `rows` pixels with
+    ndimage.zoom, which maps the first and last samples onto the first and last pixels.
+    """
+    if opacity is None:
+        return {"finding_row": "", "finding_col": "", "finding_radius": ""}
+    render = int(round(fov_mm / RENDER_SPACING_MM))
+    scale = (rows - 1) / (render - 1) / RENDER_SPACING_MM  # pixels per mm
+    return {"finding_row": round(opacity.centre_mm[0] * scale, 2), "finding_col": round(opacity.centre_mm[1] * scale, 2),
+            "finding_radius": round(opacity.radius_mm * scale, 2)}
 
 
 def _write_labels(path: Path, rows: list[dict]) -> None:

@@ -1,18 +1,20 @@
 """Save and load the best model: weights plus what is needed to rebuild and feed it."""
 
+import io
 from pathlib import Path
 
 import torch
 
 from crossmed.errors import InputError
-from crossmed.files import atomic_path
+from crossmed.files import write_bytes_atomic
 
 
 def save_checkpoint(path: str | Path, net: torch.nn.Module, info: dict) -> None:
-    """Write the network's weights (contiguous, CPU) and `info` atomically."""
+    """Write the network's weights (contiguous, CPU) and `info` atomically; equal contents give equal bytes."""
     state = {k: v.detach().to("cpu", memory_format=torch.contiguous_format).clone() for k, v in net.state_dict().items()}
-    with atomic_path(path) as tmp:
-        torch.save({"state_dict": state, **info}, tmp)
+    buffer = io.BytesIO()  # torch.save names its zip archive after a file: a buffer keeps the bytes a function of the contents
+    torch.save({"state_dict": state, **info}, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def load_checkpoint(path: str | Path) -> dict:

@@ -8,6 +8,7 @@ import sys
 from omegaconf import OmegaConf
 
 from crossmed.logs import configure_logging
+from crossmed.reproducibility import enter_stage
 from crossmed.training.distributed import launch, needs_launch
 from crossmed.training.study import train_study
 
@@ -19,6 +20,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("usage: python -m crossmed.training.standalone CONFIG.yaml")
     cfg = OmegaConf.load(args[0])
     configure_logging("train")
+    enter_stage(cfg)  # reproducibility.cpu=portable: restart once with the portable environment
     if needs_launch(cfg.train):  # train.strategy=ddp: run again as torchrun's processes
         sys.exit(launch(cfg.train, ["-m", "crossmed.training.standalone", args[0]]))
     exp = cfg.paths.experiments

@@ -10,12 +10,13 @@ import mlflow
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from crossmed.data.processed import DATA_CARD_FILE, DATA_CARD_MARKDOWN, MANIFEST_FILE, ProcessedData
+from crossmed.data.processed import DATA_CARD_FILE, DATA_CARD_MARKDOWN, MANIFEST_FILE, ProcessedData, data_fingerprint
 from crossmed.devices import describe_device, resolve_device, seed_everything
 from crossmed.errors import ConfigError, InputError
 from crossmed.files import atomic_path
 from crossmed.networks import build_network, count_parameters, fit_to_task
-from crossmed.tracking import package_versions, run_name, save_run_reference, start_study_run, tracking_uri
+from crossmed.reproducibility import describe, in_effect
+from crossmed.tracking import open_store, package_versions, run_name, save_run_reference, start_study_run, tag_file
 from crossmed.training.checkpoint import save_checkpoint
 from crossmed.training import distributed
 from crossmed.training.distributed import Ranks, check_strategy, current_ranks
@@ -25,6 +26,7 @@ from crossmed.training.objectives import balanced_weights
 from crossmed.training.resume import STATE_FILE, STATE_FORMAT, file_sha256, fingerprint, load_state, save_state
 
 log = logging.getLogger("crossmed.train")
+TIMING_FIELDS = ("images_per_second", "seconds")  # in MLflow and the log, never in DVC-tracked files
 
 
 def train_study(cfg: DictConfig, checkpoint_path: str | Path, history_path: str | Path, run_reference_path: str | Path) -> dict:
@@ -50,6 +52,7 @@ def _train(cfg: DictConfig, ranks: Ranks, device, checkpoint_path: Path, history
     if len(train.labels) == 0 or len(val.labels) == 0:
         raise InputError(Path(cfg.paths.processed) / "manifest.csv", "train or val split is empty")
     seed_everything(int(cfg.seed), bool(cfg.train.deterministic), device, bool(cfg.train.cudnn_benchmark))
+    arithmetic = describe(in_effect(cfg))
     net_cfg = fit_to_task(cfg.model.net, task.channels, task.outputs, task.spatial_dims, tuple(data.images.shape[2:]))
     net = build_network(net_cfg)
     settings = _settings(cfg.train, train.labels, task)
@@ -57,20 +60,22 @@ def _train(cfg: DictConfig, ranks: Ranks, device, checkpoint_path: Path, history
                          seed=int(cfg.seed), num_workers=int(cfg.train.num_workers), pin_memory=device.type == "cuda",
                          sample_weights=_sample_weights(cfg.train.sampler, train.labels, task), ranks=ranks)
     device_info = {**describe_device(device), "processes": ranks.world_size}
+    log.info("arithmetic: %s (%s)", arithmetic["arithmetic"], arithmetic["scope"])
     log.info("training %s (%d parameters) for %s %s on %d images, validating on %d, device %s", cfg.model.name,
              count_parameters(net), task.type, list(task.classes), len(train.labels), len(val.labels), device_info)
     log.info("seed %d, deterministic %s, %s", int(cfg.seed), bool(cfg.train.deterministic),
              ", ".join(f"{k} {v}" for k, v in package_versions().items() if k in ("torch", "monai", "numpy")))
     checkpoint_info = {"model": {**OmegaConf.to_container(cfg.model, resolve=True), "net": net_cfg}, "task": task.as_dict(),
                        "input_shape": list(data.images.shape[1:]), "preprocessing": list(data.card["preprocessing"]),
-                       "recipe": data.card.get("recipe"), "classes": list(task.classes)}
+                       "recipe": data.card.get("recipe"), "classes": list(task.classes), "arithmetic": arithmetic["arithmetic"]}
     state_path = Path(cfg.paths.models) / "resume" / STATE_FILE
     state_id = fingerprint(STATE_FORMAT, OmegaConf.to_container(cfg.train, resolve=True), net_cfg, int(cfg.seed),
-                           device.type, ranks.world_size, file_sha256(Path(cfg.paths.processed) / MANIFEST_FILE))
+                           device.type, ranks.world_size, file_sha256(Path(cfg.paths.processed) / MANIFEST_FILE),
+                           arithmetic["arithmetic"])
     resume = load_state(state_path, state_id) if cfg.train.resume else None
     history = list(resume["history"]) if resume else []
     best_weights = {"state": resume["best_model"]} if resume else {}
-    run = _open_run(cfg, resume, data, task, device_info) if ranks.main else None
+    run = _open_run(cfg, resume, data, task, device_info, arithmetic) if ranks.main else None
     try:
         if ranks.main:
             save_run_reference(run_reference_path, run)
@@ -86,8 +91,8 @@ def _train(cfg: DictConfig, ranks: Ranks, device, checkpoint_path: Path, history
             if not ranks.main:
                 return
             mlflow.log_metrics({"train_loss": result.train_loss, "val_loss": result.val_loss, "val_auc": result.val_auc,
-                                "train_images_per_second": result.images_per_second, "learning_rate": result.learning_rate},
-                               step=result.epoch)
+                                "train_images_per_second": result.images_per_second, "epoch_seconds": result.seconds,
+                                "learning_rate": result.learning_rate}, step=result.epoch)
             if state is not None:
                 save_state(state_path, {**state, "history": history, "best_model": best_weights["state"],
                                         "run_id": run.info.run_id, "fingerprint": state_id, "finished": False})
@@ -97,6 +102,7 @@ def _train(cfg: DictConfig, ranks: Ranks, device, checkpoint_path: Path, history
         if ranks.main:
             net.load_state_dict(best_weights["state"])
             save_checkpoint(checkpoint_path, net, {**checkpoint_info, "epoch": best.epoch, "val_auc": best.val_auc})
+            tag_file("checkpoint", checkpoint_path)  # what this run wrote, once written
             mlflow.log_metrics({"best_val_auc": best.val_auc, "best_epoch": best.epoch, "epochs_trained": len(history)})
             _write_history(history_path, history)
             mlflow.log_artifact(str(history_path), artifact_path="training")
@@ -114,14 +120,15 @@ def _train(cfg: DictConfig, ranks: Ranks, device, checkpoint_path: Path, history
     return asdict(best)
 
 
-def _open_run(cfg: DictConfig, resume: dict | None, data: ProcessedData, task, device_info: dict):
+def _open_run(cfg: DictConfig, resume: dict | None, data: ProcessedData, task, device_info: dict, arithmetic: dict):
     """Reopen the interrupted run when resuming, otherwise start a new tagged one (named after the DVC experiment)."""
     if resume:
-        mlflow.set_tracking_uri(tracking_uri(cfg.mlflow.tracking_uri))
+        open_store(cfg.mlflow.tracking_uri)
         return mlflow.start_run(run_id=resume["run_id"])
     return start_study_run(cfg, run_name=run_name(cfg.model.name), extra_tags={
         "crossmed.model": cfg.model.name, "crossmed.data.source": data.card["source"]["type"], "crossmed.task": task.type,
-        "crossmed.sites": ",".join(data.card["sites"]), **{f"device.{k}": str(v) for k, v in device_info.items()}})
+        "crossmed.sites": ",".join(data.card["sites"]), "data.sha256": data_fingerprint(cfg.paths.processed),  # what it read
+        **{f"device.{k}": str(v) for k, v in device_info.items()}, **{f"reproducibility.{k}": v for k, v in arithmetic.items()}})
 
 
 def _settings(train_cfg: DictConfig, labels, task) -> TrainSettings:
@@ -169,8 +176,10 @@ def _log_data_card(folder) -> None:
 
 
 def _write_history(path, rows: list[dict]) -> None:
+    """Write the per-epoch history without timings (they differ run to run; MLflow and the log keep them)."""
+    fields = [name for name in rows[0] if name not in TIMING_FIELDS]
     with atomic_path(path) as tmp:
         with open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)

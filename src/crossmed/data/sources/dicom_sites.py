@@ -14,6 +14,8 @@ from crossmed.errors import InputError
 
 log = logging.getLogger("crossmed.preprocess")
 SUBGROUPS = ["sex", "age", "device"]  # device: Manufacturer and model from the DICOM header
+# Where the finding is, in the DICOM image's pixels (the built-in cohort knows; preprocess maps it onto the grid).
+SOURCE_FINDING_COLUMNS = ("finding_row", "finding_col", "finding_radius")
 
 
 def read_site_labels(site_dir: Path) -> pd.DataFrame:
@@ -53,7 +55,8 @@ def _site_rows(site: str, site_dir: Path, problems: list[str]) -> list[dict]:
             continue
         rows.append({"site": site, "patient_id": patient, "image_id": uid, "finding": int(row["finding"]), "split": "",
                      "source_path": path.relative_to(site_dir.parent).as_posix(), "path": str(path),
-                     "sex": row.get("sex", ""), "age": row.get("age", ""), "device": device})
+                     "sex": row.get("sex", ""), "age": row.get("age", ""), "device": device,
+                     **{column: row[column] for column in SOURCE_FINDING_COLUMNS if column in row}})
     log.info("site %s: %d DICOM files and %s", site, len(files), site_dir / "labels.csv")
     return rows
 
