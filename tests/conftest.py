@@ -13,7 +13,10 @@ SHARED = REPO.parent / "shared"
 @pytest.fixture(autouse=True)
 def _no_ambient_mlflow(monkeypatch):
     """Tests choose their own MLflow store; a tracking URI from the caller's shell must not leak in."""
+    import crossmed.tracking
+
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setattr(crossmed.tracking, "AMBIENT_TRACKING_URI", None)
     monkeypatch.delenv("CROSSMED_DEID_KEY", raising=False)
 
 

@@ -54,8 +54,12 @@ def test_dvc_repro_runs_every_stage(study_repo):
         assert f"Running stage '{stage}'" in output
     assert (repo / "experiments" / "reports" / "validation_report.html").stat().st_size > 10_000
     metrics = json.loads((repo / "experiments" / "metrics.json").read_text())
-    assert set(metrics) == {"internal_test", "external_test", "external_gap"}
-    assert {"auc", "auc_ci_low", "auc_ci_high", "accuracy", "sensitivity", "specificity"} <= set(metrics["internal_test"])
+    assert list(metrics) == ["internal_test", "external_test"], "headline figures only; the rest is in evaluation/"
+    headline = {"auc", "sensitivity", "specificity", "ppv", "npv", "brier"}
+    assert set(metrics["internal_test"]) == {f"{m}{s}" for m in headline for s in ("", "_ci_low", "_ci_high")} | {"ece"}
+    assert {"auc_gap", "auc_gap_ci_low", "auc_gap_ci_high"} <= set(metrics["external_test"])
+    everything = json.loads((repo / "experiments" / "evaluation" / "metrics_all.json").read_text())
+    assert everything["internal_test"]["auc"] == metrics["internal_test"]["auc"] and "accuracy" in everything["internal_test"]
     assert (repo / "models" / "export" / "model" / "model.ts").stat().st_size > 0
     assert set(json.loads((repo / "models" / "export" / "model" / "model.json").read_text())["files"]) == {"torchscript", "onnx"}
     assert (repo / "models" / "export" / "bundle" / "configs" / "metadata.json").is_file()

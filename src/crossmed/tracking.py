@@ -22,13 +22,18 @@ TRACKED_PACKAGES = ["crossmed", "torch", "monai", "mlflow", "dvc", "hydra-core",
 CHECKPOINT_TAG = "checkpoint.sha256"  # set by the train stage once the checkpoint is written
 
 
+# The caller's $MLFLOW_TRACKING_URI, read once: mlflow.set_tracking_uri writes that variable too, so reading it later
+# would return whatever store this process opened last rather than the one the user chose.
+AMBIENT_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
+
+
 def tracking_uri(configured: str) -> str:
-    """Return $MLFLOW_TRACKING_URI when set, else the configured URI.
+    """Return $MLFLOW_TRACKING_URI as the process started with it, else the configured URI.
 
     A relative sqlite path is taken from the DVC project's root when DVC names it (DVC_ROOT): queued
     experiments run in copies under .dvc/tmp/exps and must still record into the project's one store.
     """
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or configured
+    uri = AMBIENT_TRACKING_URI or configured
     database = uri.removeprefix("sqlite:///")
     if uri.startswith("sqlite:///") and not Path(database).is_absolute() and os.environ.get("DVC_ROOT"):
         return f"sqlite:///{Path(os.environ['DVC_ROOT']) / database}"

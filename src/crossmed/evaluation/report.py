@@ -85,7 +85,17 @@ def data_section(card: dict, cfg: DictConfig) -> list[str]:
             "Preprocessing: " + "; ".join(card["preprocessing"]) + ".", ""]
 
 
-def _model_section(cfg: DictConfig, history: pd.DataFrame, operating: dict) -> list[str]:
+def _arithmetic_line(evaluation: Path) -> str:
+    """Return the sentence saying how training and evaluation computed and what that promises (reproducibility.json)."""
+    path = evaluation / "reproducibility.json"
+    if not path.is_file():
+        return ""
+    facts = json.loads(path.read_text())
+    return (f" Arithmetic: training {facts['training']}, evaluation {facts['evaluation']} "
+            f"(`reproducibility.cpu`); the weights are {facts['scope']}.")
+
+
+def _model_section(cfg: DictConfig, history: pd.DataFrame, operating: dict, evaluation: Path) -> list[str]:
     train = cfg.train
     best = history.loc[history["val_auc"].idxmax()]
     return ["## Model and training", "",
@@ -93,7 +103,7 @@ def _model_section(cfg: DictConfig, history: pd.DataFrame, operating: dict) -> l
             f"(learning rate {train.learning_rate}, weight decay {train.weight_decay}, {train.schedule} schedule), batch "
             f"{train.batch_size}, up to {train.max_epochs} epochs, seed {cfg.seed}, deterministic {train.deterministic}. "
             f"Trained {len(history)} epochs; the weights used are those of epoch {int(best['epoch'])} "
-            f"(best validation AUC {best['val_auc']:.4f}).", "",
+            f"(best validation AUC {best['val_auc']:.4f}).{_arithmetic_line(evaluation)}", "",
             f"Operating point: threshold **{operating['threshold']:.4f}** by {operating['method']}"
             + (f" (target {operating['target']})" if "target" in operating else "")
             + f", chosen on the validation split ({operating['val_images']} images) and applied unchanged to every test set.", ""]
@@ -241,7 +251,7 @@ def report_markdown(cfg: DictConfig, evaluation: Path, metrics_path: Path, histo
     lines = [f"# Validation report: {cfg.study.name}", "",
              _provenance_line(provenance) + "Every number below was measured by the evaluate stage; nothing is recomputed "
              "here.", "",
-             *data_section(card, cfg), *_model_section(cfg, history, operating)]
+             *data_section(card, cfg), *_model_section(cfg, history, operating, evaluation)]
     bootstrap, calibration = read_json(evaluation / "bootstrap.json"), read_json(evaluation / "calibration.json")
     groups = pd.read_csv(evaluation / "metrics_by_group.csv")
     task_type = card["task"]["type"]

@@ -130,7 +130,7 @@ def evaluate_study(cfg: DictConfig, checkpoint_path: str | Path, run_reference: 
 
 ALL_METRICS_FILE = "metrics_all.json"  # every metric; metrics.json keeps the headline figures compared across experiments
 HEADLINE_BINARY = ("auc", "sensitivity", "specificity", "ppv", "npv", "brier", "ece")
-HEADLINE_OTHER = ("auc", "balanced_accuracy", "accuracy", "quadratic_kappa", "mae", "brier", "ece")
+HEADLINE_OTHER = ("auc", "balanced_accuracy", "accuracy", "quadratic_kappa", "mean_absolute_error", "brier", "ece")
 
 
 def headline_metrics(metrics: dict) -> dict:

@@ -57,6 +57,7 @@ def model_card_markdown(cfg: DictConfig, description: dict, evaluation: Path, ca
              "## Versions", "",
              *markdown_table(["what", "version"], [["processed data (SHA-256)", f"`{training['data_sha256']}`"],
                                                    ["checkpoint (SHA-256)", f"`{training['checkpoint_sha256']}`"],
+                                                   ["training arithmetic (reproducibility.cpu)", str(training.get("arithmetic", "unknown"))],
                                                    ["network", f"`{training['network']['_target_']}`"],
                                                    *[[k, v] for k, v in description["package_versions"].items()]]),
              "Parity of the exported files with the PyTorch model (largest probability difference; the exact figures are in the MLflow run): " + "; ".join(

@@ -85,6 +85,7 @@ def export_study(cfg: DictConfig, checkpoint_path: str | Path, run_reference: st
             operating_point=read_json(experiments / "evaluation" / "operating_point.json"),
             metrics=read_json(experiments / "evaluation" / "metrics_all.json"),
             training={"checkpoint_sha256": file_digests(checkpoint_path)["sha256"], "epoch": checkpoint.get("epoch"),
+                      "arithmetic": checkpoint.get("arithmetic", "unknown"),
                       "val_auc": checkpoint.get("val_auc"), "network": checkpoint["model"]["net"],
                       "data_sha256": data_fingerprint(cfg.paths.processed)},
             parity=parity)
