@@ -69,3 +69,28 @@ def test_multiclass_and_multilabel_calibration_and_temperature():
     both, p = rng.integers(0, 2, (50, 2)), rng.random((50, 2))
     assert task_brier(multi, both, p) == pytest.approx(np.mean([brier_score_loss(both[:, i], p[:, i]) for i in range(2)]))
     assert fit_temperature(multi, p, both) is None, "sigmoid outputs are not temperature-scaled as one softmax"
+
+
+def test_zero_width_intervals_are_marked_unreliable_and_printed_with_a_mark():
+    from crossmed.evaluation.bootstrap import BootstrapSettings, interval
+    from crossmed.evaluation.report import with_ci
+
+    settings = BootstrapSettings(resamples=5)
+    flat = interval(1.0, np.ones(5), settings, reliable=True)  # every resample agrees: specificity 1.000 (1.000 to 1.000)
+    spread = interval(0.8, np.array([0.7, 0.75, 0.8, 0.85, 0.9]), settings, reliable=True)
+    assert flat["reliable"] is False and spread["reliable"] is True
+    assert with_ci(flat) == "1.000 (1.000 to 1.000) †" and "†" not in with_ci(spread)
+    assert interval(0.8, np.array([0.7, 0.9]), settings, reliable=False)["reliable"] is False, "too few cases of a class"
+
+
+def test_reliability_figure_writes_each_bins_case_count(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from crossmed.evaluation import plots
+
+    written = []
+    monkeypatch.setattr(plots.plt, "close", lambda fig: written.extend(t.get_text() for t in fig.axes[0].texts))
+    points = pd.DataFrame({"mean_predicted": [0.1, 0.5, 0.9], "observed": [0.0, 0.6, 1.0], "count": [12, 3, 40]})
+    plots.curve_figure({"internal_test": (points, "ECE 0.05")}, "mean_predicted", "observed", ("p", "o"), "Reliability",
+                       tmp_path / "calibration.png", counts="count")
+    assert written == ["12", "3", "40"] and (tmp_path / "calibration.png").stat().st_size > 0
