@@ -1,12 +1,13 @@
 """Export a network that outputs class probabilities to TorchScript and check it against the eager one."""
 
+import io
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from crossmed.errors import CrossmedError
-from crossmed.files import atomic_path
+from crossmed.files import write_bytes_atomic
 
 
 class ParityError(CrossmedError):
@@ -33,8 +34,9 @@ def export_torchscript(net: torch.nn.Module, example: np.ndarray, path: str | Pa
     model = WithProbabilities(net, multilabel).to("cpu").eval()
     with torch.no_grad():
         traced = torch.jit.trace(model, torch.as_tensor(example[:2]), check_trace=False)
-    with atomic_path(path) as tmp:
-        traced.save(str(tmp))
+    buffer = io.BytesIO()  # saved to a file, the archive is named after it: a buffer keeps the bytes a function of the model
+    torch.jit.save(traced, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
     return traced
 
 
