@@ -29,7 +29,9 @@ REPO = Path(__file__).resolve().parent.parent
 def _config(root: Path, processed: Path, epochs: int, overrides: list[str]) -> Path:
     from crossmed.params_file import compose_params
 
-    cfg = OmegaConf.create(compose_params(REPO / "conf", overrides=[f"train.max_epochs={epochs}", *overrides]))
+    # native arithmetic, as the bare loop computes (benchmarks/portable_cpu.py compares the two modes)
+    cfg = OmegaConf.create(compose_params(REPO / "conf", overrides=[f"train.max_epochs={epochs}", "reproducibility.cpu=native",
+                                                                    *overrides]))
     cfg.paths.processed = str(processed)
     cfg.paths.models, cfg.paths.experiments = str(root / "models"), str(root / "experiments")
     cfg.mlflow.tracking_uri = f"sqlite:///{root / 'mlflow.db'}"

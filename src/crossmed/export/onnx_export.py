@@ -29,6 +29,7 @@ def export_onnx(net: torch.nn.Module, example: np.ndarray, path: str | Path, ops
         if program is None:
             raise ParityError(f"{path}: the ONNX exporter returned no program:\n{progress.getvalue()}")
         program.save(str(tmp), external_data=False)
+        _drop_stack_traces(tmp)
 
 
 def check_onnx_parity(net: torch.nn.Module, onnx_path: str | Path, images: np.ndarray, atol: float,
@@ -47,3 +48,20 @@ def check_onnx_parity(net: torch.nn.Module, onnx_path: str | Path, images: np.nd
     if not difference <= atol:
         raise ParityError(f"{onnx_path}: onnxruntime probabilities differ from the PyTorch model by {difference:.3g} > {atol}")
     return difference
+
+
+def _drop_stack_traces(path: Path) -> None:
+    """Remove the exporter's per-node stack traces (absolute paths of this checkout and environment) from an ONNX file,
+    so the same model gives the same bytes wherever it is exported; names, scopes and the graph are kept."""
+    import onnx
+
+    model = onnx.load(str(path))
+    graphs = [model.graph, *(function for function in model.functions)]
+    for graph in graphs:
+        for node in graph.node:
+            node.doc_string = ""
+            kept = [(p.key, p.value) for p in node.metadata_props if "stack_trace" not in p.key]
+            del node.metadata_props[:]
+            for key, value in kept:
+                node.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))

@@ -1,6 +1,8 @@
 """Export a network that outputs class probabilities to TorchScript and check it against the eager one."""
 
+import hashlib
 import io
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +38,31 @@ def export_torchscript(net: torch.nn.Module, example: np.ndarray, path: str | Pa
         traced = torch.jit.trace(model, torch.as_tensor(example[:2]), check_trace=False)
     buffer = io.BytesIO()  # saved to a file, the archive is named after it: a buffer keeps the bytes a function of the model
     torch.jit.save(traced, buffer)
-    write_bytes_atomic(path, buffer.getvalue())
+    write_bytes_atomic(path, without_debug_info(buffer.getvalue()))
     return traced
+
+
+def without_debug_info(archive: bytes) -> bytes:
+    """Return a TorchScript archive without its *.debug_pkl records and with a serialization id made from the rest.
+
+    The debug records hold the Python call stack at trace time: absolute paths of the virtual environment and of
+    the calling script, which differ between checkouts and machines. TorchScript loads and runs without them.
+    """
+    source = zipfile.ZipFile(io.BytesIO(archive))
+    kept = [info for info in source.infolist() if not info.filename.endswith(".debug_pkl")]
+    digest = hashlib.sha256()
+    for info in kept:
+        if not info.filename.endswith(".data/serialization_id"):
+            digest.update(info.filename.encode() + b"\0" + source.read(info))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as target:
+        for info in kept:
+            data = source.read(info)
+            if info.filename.endswith(".data/serialization_id"):
+                data = str(int(digest.hexdigest()[:32], 16)).zfill(40).encode()
+            entry = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
+            target.writestr(entry, data)
+    return out.getvalue()
 
 
 def check_parity(net: torch.nn.Module, exported_path: str | Path, images: np.ndarray, atol: float,
