@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -78,6 +79,18 @@ def test_dvc_repro_runs_every_stage(study_repo):
 
 
 @pytest.mark.slow
+def test_the_readme_exp_show_line_fits_a_200_column_terminal(study_repo):
+    repo, _, _ = study_repo
+    line = next(l for l in (REPO / "README.md").read_text().splitlines() if l.startswith("dvc exp show --drop"))
+    args = shlex.split(line.split("  #")[0])
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "COLUMNS": "200"}
+    shown = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0, shown.stderr
+    assert "internal_test.auc" in shown.stdout and "external_test.auc_gap" in shown.stdout and "…" not in shown.stdout
+    assert max(len(l) for l in shown.stdout.splitlines()) <= 200
+
+
+@pytest.mark.slow
 def test_second_repro_runs_nothing(study_repo):
     repo, _, _ = study_repo
     output = _sh(["dvc", "repro"], repo)
@@ -99,7 +112,7 @@ def test_a_fresh_clone_reproduces_the_committed_study_and_tags_a_retrained_model
     params = yaml.safe_load((clone / "params.yaml").read_text())
     params["train"]["learning_rate"] = 0.02
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    _sh(["dvc", "repro", "report"], clone)
+    _sh(["dvc", "repro", "train"], clone)  # the new run's tags are set by the train stage
     lock = yaml.safe_load((clone / "dvc.lock").read_text())["stages"]
     committed = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     new = hashlib.md5((clone / "models" / "checkpoint.pt").read_bytes()).hexdigest()

@@ -18,8 +18,11 @@ from crossmed.errors import ConfigError
 
 def test_metrics_json_shape_and_values(trained_study):
     exp = Path(trained_study.paths.experiments)
-    metrics = json.loads((exp / "metrics.json").read_text())
-    assert set(metrics) == {"internal_test", "external_test", "external_gap"}
+    headline = json.loads((exp / "metrics.json").read_text())
+    metrics = json.loads((exp / "evaluation" / "metrics_all.json").read_text())
+    assert list(headline) == ["internal_test", "external_test"] and set(metrics) == {"internal_test", "external_test", "external_gap"}
+    assert all(headline[name][key] == metrics[name][key] for name in headline for key in headline[name] if not key.startswith("auc_gap"))
+    assert headline["external_test"]["auc_gap"] == metrics["external_gap"]["auc"]
     threshold = json.loads((exp / "evaluation" / "operating_point.json").read_text())["threshold"]
     for name in ("internal_test", "external_test"):
         values = metrics[name]
