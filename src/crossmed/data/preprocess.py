@@ -21,7 +21,7 @@ from crossmed.data.sources.folder import folder_table
 from crossmed.data.sources.medmnist_arrays import fill_medmnist, medmnist_preprocessing, medmnist_table
 from crossmed.data.split import SPLITS, assign_splits, check_leakage
 from crossmed.errors import ConfigError
-from crossmed.inference.recipe import Recipe
+from crossmed.data.recipe import Recipe
 from crossmed.files import atomic_directory, write_json_atomic, write_text_atomic
 
 log = logging.getLogger("crossmed.preprocess")

@@ -27,7 +27,7 @@ from crossmed.export.pyfunc_model import save_pyfunc
 from crossmed.export.registry import register_model
 from crossmed.export.torchscript import check_parity, export_torchscript
 from crossmed.files import atomic_directory, write_json_atomic
-from crossmed.inference.recipe import Recipe, example_pixels
+from crossmed.data.recipe import Recipe, example_pixels
 from crossmed.evaluation.saliency import saliency_layer
 from crossmed.reproducibility import in_effect
 from crossmed.tracking import file_digests, resume_run

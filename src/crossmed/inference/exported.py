@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from crossmed.errors import InputError
-from crossmed.inference.recipe import Recipe
+from crossmed.data.recipe import Recipe
 
 RUNTIMES = ("torchscript", "onnx")
 DESCRIPTION_FILE = "model.json"

@@ -12,7 +12,7 @@ from crossmed.errors import InputError
 from crossmed.inference.exported import ExportedModel, decide
 from crossmed.inference.image_bytes import BytesAsFile, load_npy, sniff
 from crossmed.inference.phi import refuse_phi
-from crossmed.inference.recipe import Recipe, prepare
+from crossmed.data.recipe import Recipe, prepare
 from crossmed.limits import PREDICT_LIMITS, check_file_size
 
 log = logging.getLogger("crossmed.predict")

@@ -17,7 +17,7 @@ class SourceTable:
     subgroups: list[str]
     description: dict
     preprocessing: list[str] = field(default_factory=list)
-    recipe: dict = field(default_factory=dict)  # the machine-readable preprocessing (crossmed.inference.recipe)
+    recipe: dict = field(default_factory=dict)  # the machine-readable preprocessing (crossmed.data.recipe)
 
 
 def label_strings(labels: np.ndarray) -> list[str]:
