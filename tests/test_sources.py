@@ -14,7 +14,8 @@ from PIL import Image
 from conftest import SHARED, run_stages, tiny_config
 from crossmed.data.processed import ProcessedData
 from crossmed.data.split import LeakageError
-from crossmed.errors import InputError
+from crossmed.deid.folder import check_folder_name
+from crossmed.errors import ConfigError, InputError
 from crossmed.inference.exported import ExportedModel
 from crossmed.inference.predict import predict_files
 from test_medmnist import write_npz
@@ -154,6 +155,17 @@ def test_folder_problems_are_reported_together(tmp_path, tiny_study):
     assert "row 4: file not found" in message and "image listed twice" in message
     assert "Kim" not in message and "maybe" not in message, "raw paths and cells are not quoted: they can hold names"
     assert not Path(cfg.paths.deidentified).exists()
+
+
+@pytest.mark.parametrize("path,refused", [
+    ("/exports/KW63034978/study", True), ("/exports/홍길동_800101-1234567", True), ("/exports/2024/03/13/cases", True),
+    ("/tmp/pytest-of-root/pytest-100/test_nifti_volumes_train_in_3d0/volumes", False), ("/srv/site-2/cohort_3d1", False)])
+def test_a_study_folder_named_after_a_patient_is_refused(path, refused):
+    if refused:
+        with pytest.raises(ConfigError, match="data.path.*holds an identifier"):
+            check_folder_name(Path(path))
+    else:
+        check_folder_name(Path(path))  # numbered work folders are no identifier: words across '/' are not joined
 
 
 def test_unreadable_images_are_reported_together(tmp_path, tiny_study):

@@ -79,7 +79,10 @@ def _check_sites(manifest_path: Path, table: pd.DataFrame, spec: ManifestSpec) -
 
 def check_folder_name(folder: Path) -> None:
     """Refuse a study folder whose path looks like it holds an identifier: dvc.lock and params.yaml record it."""
-    kinds = contains_identifiers(str(folder), ())
+    # Dates and national IDs are looked for across the whole path (exports/2024/03/13); ID-like words within one
+    # folder name, since an ID never spans a '/' and words joined across folders (run-100/scan_3d0) are no ID.
+    kinds = [kind for kind in contains_identifiers(str(folder), ()) if kind != "id_number"]
+    kinds += [kind for part in Path(folder).parts for kind in contains_identifiers(part, ()) if kind == "id_number"]
     if kinds:
         raise ConfigError("data.path", f"the path looks like it holds an identifier ({', '.join(sorted(set(kinds)))}); "
                                        "dvc.lock and params.yaml record it and are shared: give the folder a neutral name "
