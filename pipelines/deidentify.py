@@ -1,11 +1,12 @@
 """Stage `deidentify`: DICOM PS3.15 Basic Profile and keyed pseudonyms for the images and tables data.source brings."""
 
-from crossmed.deid.study import deidentify_source
 from crossmed.stage import run_stage
 
 
 def deidentify(cfg) -> None:
     """De-identify data.input into paths.deidentified."""
+    from crossmed.deid.study import deidentify_source  # here, not at the top: see crossmed.stage
+
     deidentify_source(cfg)
 
 

@@ -1,11 +1,12 @@
 """Stage `report`: the validation report (Markdown and self-contained HTML) from what evaluate measured."""
 
-from crossmed.evaluation.report_stage import report_study
 from crossmed.stage import run_stage
 
 
 def report(cfg) -> None:
     """Write experiments/reports/validation_report.md and .html."""
+    from crossmed.evaluation.report_stage import report_study  # here, not at the top: see crossmed.stage
+
     report_study(cfg, f"{cfg.paths.models}/checkpoint.pt", f"{cfg.paths.experiments}/train/mlflow_run.json", f"{cfg.paths.experiments}/reports")
 
 

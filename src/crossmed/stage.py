@@ -4,6 +4,10 @@ A stage composes `conf/config.yaml` (run alone: `python pipelines/train.py model
 or reads the composed `params.yaml` that DVC writes (`--config-dir . --config-name params`,
 as dvc.yaml calls it). Either way Hydra writes no output folder of its own, crossmed's logging
 is used, and a `CrossmedError` ends the stage with its message and exit code 2.
+
+Stage scripts import their library inside the stage function, not at the top: with reproducibility.cpu=portable
+the process restarts itself before computing, and PyTorch, MONAI and MLflow (about 8 s on two cores) would
+otherwise be imported twice; `--help` stays quick too.
 """
 
 import sys
