@@ -172,10 +172,17 @@ def test_mlflow_model_takes_image_bytes_in_a_fresh_process_and_is_registered(tra
     versions = client.search_model_versions(f"name='{trained_study.export.registered_name}'")
     tags = versions[0].tags
     metrics = json.loads((Path(trained_study.paths.experiments) / "metrics.json").read_text())
-    assert float(tags["crossmed.threshold"]) == json.loads((folder.parent / "model" / "model.json").read_text())[
+    assert float(tags["threshold"]) == json.loads((folder.parent / "model" / "model.json").read_text())[
         "operating_point"]["threshold"]
-    assert tags["metrics.internal_test.auc"].startswith(str(metrics["internal_test"]["auc"]))
-    assert len(tags["crossmed.data_sha256"]) == 64 and tags["crossmed.training_run"] == versions[0].run_id
+    assert tags["internal_test.auc"].startswith(str(metrics["internal_test"]["auc"]))
+    assert len(tags["data.sha256"]) == 64 and tags["training_run"] == versions[0].run_id
+    assert "operating threshold" in versions[0].description and client.get_registered_model(versions[0].name).description
+    model_id = client.get_run(versions[0].run_id).data.tags["model.id"]
+    version = client.get_model_version(versions[0].name, versions[0].version)
+    assert model_id in (version.model_id, version.source.removeprefix("models:/")), "the version is the run's logged model"
+    assert "MLmodel" in {f.path for f in client.list_logged_model_artifacts(model_id)}
+    served = mlflow.pyfunc.load_model(f"models:/{versions[0].name}/{versions[0].version}")
+    assert served.metadata.signature.inputs.inputs[0].name == "image"
 
 
 def test_perturbed_artifacts_fail_the_parity_check(trained_study, tmp_path):

@@ -61,6 +61,6 @@ def test_train_stage_logs_to_mlflow_server(tiny_study, mlflow_server, tmp_path):
     client = mlflow.MlflowClient(tracking_uri=mlflow_server)
     run = client.get_run(reference["run_id"])
     assert run.info.status == "FINISHED"
-    assert run.data.params["train.max_epochs"] == "1" and "val_auc" in run.data.metrics
+    assert run.data.params["train.max_epochs"] == "1" and "epoch/val_auc" in run.data.metrics
     assert [a.path for a in client.list_artifacts(run.info.run_id, "training")] == ["training/history.csv"]
     assert "epoch 1/1 done" in result.stderr and "img/s" in result.stderr

@@ -69,12 +69,12 @@ def test_dvc_repro_runs_every_stage(study_repo):
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'experiments' / 'mlflow.db'}")
     run = client.get_run(run_id)
     assert run.data.params["data.image_size"] == "32"
-    assert run.data.metrics["internal_test_auc"] == metrics["internal_test"]["auc"]
+    assert run.data.metrics["internal_test/auc"] == metrics["internal_test"]["auc"]
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     checkpoint = repo / "models" / "checkpoint.pt"
     assert run.data.tags["checkpoint.md5"] == hashlib.md5(checkpoint.read_bytes()).hexdigest() == _out_md5(lock, "models/checkpoint.pt")
     assert run.data.tags["data.sha256"] == data_fingerprint(repo / "data" / "processed"), "the data this run read"
-    assert run.data.tags["reproducibility.arithmetic"] == "portable" and run.data.tags["reproducibility.threads"] == "1"
+    assert run.data.tags["numerics.arithmetic"] == "portable" and run.data.tags["numerics.threads"] == "1"
     assert {a.path for a in client.list_artifacts(run_id)} >= {"model", "evaluation", "training"}
 
 
@@ -150,7 +150,7 @@ def test_queued_grid_sweep_records_into_the_project_store(study_repo):
     names = {run.info.run_name: run for run in client.search_runs(
         [e.experiment_id for e in client.search_experiments()], filter_string="tags.`dvc.experiment` LIKE 'lr-%'")}
     assert set(names) == {"lr-1", "lr-2"}, "queued runs record into the project's store under their experiment names"
-    assert names["lr-1"].data.params["train.learning_rate"] == "0.01" and "best_val_auc" in names["lr-1"].data.metrics
+    assert names["lr-1"].data.params["train.learning_rate"] == "0.01" and "training/best_val_auc" in names["lr-1"].data.metrics
 
 
 @pytest.mark.slow

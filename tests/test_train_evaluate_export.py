@@ -79,12 +79,27 @@ def test_mlflow_run_holds_params_metrics_tags_and_artifacts(trained_study):
 
     # Where the site keeps raw data, keys and records is the site's own: not in the shared record.
     assert {run.data.params[k] for k in ("data.input", "deid.key_dir", "deid.site_records", "paths.raw")} == {SITE_LOCAL}
-    assert {"internal_test_auc", "external_test_auc", "best_val_auc", "val_auc", "train_loss"} <= set(run.data.metrics)
-    history = client.get_metric_history(run.info.run_id, "val_auc")
+    assert {"internal_test/auc", "external_test/auc", "training/best_val_auc", "epoch/val_auc", "epoch/train_loss",
+            "validation/operating_threshold", "export/parity_onnx"} <= set(run.data.metrics)
+    sections = {key.rsplit("/", 1)[0] for key in run.data.metrics}
+    assert all("/" in key for key in run.data.metrics), "every chart in a named group: none in 'Model metrics'"
+    assert sorted(sections)[0] == "epoch", "the MLflow UI sorts groups by name: the per-epoch curves come first"
+    history = client.get_metric_history(run.info.run_id, "epoch/val_auc")
     assert [m.step for m in history] == list(range(1, trained_study.train.max_epochs + 1))
     tags = run.data.tags
-    assert tags["crossmed.study"] == trained_study.study.name and tags["crossmed.sites"] == "EE,KR"
-    assert tags["crossmed.data.source"] == "dicom_sites" and tags["crossmed.task"] == "binary"
+    assert tags["study.name"] == trained_study.study.name and tags["study.sites"] == "EE,KR"
+    assert tags["data.source"] == "synthetic" and tags["data.format"] == "dicom_sites" and tags["study.task"] == "binary"
+    assert max(len(key) for key in tags if not key.startswith("mlflow.")) <= 20, "tag keys the UI shows whole"
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development", "opens on the runs table"
+    assert trained_study.study.name in experiment.tags["mlflow.note.content"]
+    assert [e.name for e in client.search_experiments()] == [experiment.name], "no empty Default experiment"
+    (dataset,) = run.inputs.dataset_inputs
+    assert dataset.dataset.digest == tags["data.sha256"][:32] and dataset.dataset.name.endswith("processed")
+    model = client.get_logged_model(tags["model.id"])
+    assert model.source_run_id == run.info.run_id and model.tags["checkpoint.sha256"] == tags["checkpoint.sha256"]
+    assert {m.key for m in model.metrics} >= {"training/best_val_auc", "internal_test/auc", "external_test/auc"}
+    assert [o.model_id for o in run.outputs.model_outputs] == [model.model_id]
     assert tags["version.torch"].startswith("2.13.0") and "git.commit" in tags
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
     assert {"model/model.ts", "model/model.onnx", "model/model.json", "model/model_card.md"} <= artifacts

@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import subprocess
+import warnings
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -40,11 +41,51 @@ def tracking_uri(configured: str) -> str:
     return uri
 
 
-def _experiment_id(name: str) -> str:
+# MLflow 3 opens an experiment in its GenAI view unless told it holds model training: then the runs table opens.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+# MLflow's UI groups a run's charts by what precedes the last '/' of a metric's name and sorts the groups by name, so
+# the per-epoch curves (epoch/) come first, then export/, each test set (external_test/, internal_test/ ...), training/.
+EPOCH, TRAINING, EXPORT = "epoch", "training", "export"
+
+
+def metric_names(section: str, values: dict) -> dict:
+    """Return {'<section>/<name>': value} for the values that are set: one chart group in the MLflow UI."""
+    return {f"{section}/{name}": value for name, value in values.items() if value is not None}
+
+
+def experiment_description(cfg: DictConfig) -> str:
+    """Return the text the MLflow UI shows above the study's runs (Markdown)."""
+    external = ", ".join(cfg.study.external_sites) or "none"
+    return (f"crossmed study **{cfg.study.name}**: sites {', '.join(cfg.study.sites)} (external test: {external}). "
+            "One run per training; evaluate and export add to it. In a run: *Model metrics* shows the per-epoch "
+            "curves (epoch/) and each test set's figures; *Artifacts* holds evaluation/, model/ and the data card.")
+
+
+def _experiment_id(name: str, description: str) -> str:
+    """Return the study's experiment, created (or completed) as a model-training experiment with its description."""
     experiment = mlflow.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    return mlflow.create_experiment(name, artifact_location=local_artifact_location(mlflow.get_tracking_uri()))
+    if experiment is None:
+        experiment_id = mlflow.create_experiment(name, artifact_location=local_artifact_location(mlflow.get_tracking_uri()),
+                                                 tags={**EXPERIMENT_KIND, "mlflow.note.content": description})
+        _drop_empty_default_experiment()
+        return experiment_id
+    if experiment.tags.get("mlflow.experimentKind") != EXPERIMENT_KIND["mlflow.experimentKind"]:
+        mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, "mlflow.experimentKind",
+                                                 EXPERIMENT_KIND["mlflow.experimentKind"])
+    return experiment.experiment_id
+
+
+def _drop_empty_default_experiment() -> None:
+    """Delete the 'Default' experiment MLflow creates in a new store when it holds no run: the UI then lists the study only."""
+    client = mlflow.MlflowClient()
+    default = client.get_experiment_by_name("Default")
+    if default is None or default.lifecycle_stage != "active":
+        return
+    if not client.search_runs([default.experiment_id], max_results=1, run_view_type=mlflow.entities.ViewType.ALL):
+        try:
+            client.delete_experiment(default.experiment_id)
+        except mlflow.exceptions.MlflowException as err:  # a server may refuse; an empty Default does no harm
+            log.debug("kept MLflow's Default experiment: %s", err)
 
 
 def local_artifact_location(uri: str) -> str | None:
@@ -121,10 +162,10 @@ def run_name(default: str) -> str:
 def start_study_run(cfg: DictConfig, run_name: str, extra_tags: dict):
     """Start and return an MLflow run for the study, tagged and with the resolved config as params."""
     open_store(cfg.mlflow.tracking_uri)
-    experiment_id = _experiment_id(cfg.mlflow.experiment_name)
+    experiment_id = _experiment_id(cfg.mlflow.experiment_name, experiment_description(cfg))
     commit = git_commit()
-    tags = {"crossmed.study": cfg.study.name, "crossmed.sites": ",".join(cfg.study.sites),
-            "crossmed.external_sites": ",".join(cfg.study.external_sites), "git.commit": commit,
+    tags = {"study.name": cfg.study.name, "study.sites": ",".join(cfg.study.sites),
+            "study.external_sites": ",".join(cfg.study.external_sites), "git.commit": commit,
             "mlflow.source.git.commit": commit.removesuffix("-dirty"),
             **{f"version.{k}": v for k, v in package_versions().items()}, **extra_tags}
     if os.environ.get("DVC_EXP_NAME"):  # the same name in `dvc exp show` and in the MLflow UI
@@ -133,6 +174,42 @@ def start_study_run(cfg: DictConfig, run_name: str, extra_tags: dict):
     mlflow.log_params(flatten(shareable(cfg)))  # site-local paths (raw data, keys, records) stay on site
     log.info("MLflow run %s in experiment '%s' at %s", run.info.run_id, cfg.mlflow.experiment_name, mlflow.get_tracking_uri())
     return run
+
+
+MODEL_ID_TAG = "model.id"  # the run's MLflow logged model: evaluate links its metrics to it, export its files
+
+
+def log_dataset(name: str, folder: str | Path, sha256: str) -> None:
+    """Record the processed data as the active run's MLflow dataset input: its name, digest (the first 32 hex digits
+    of the data hash: MLflow keeps 36 characters) and source folder (relative to the project)."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    with warnings.catch_warnings():  # a local folder matches MLflow's local-artifact source twice; it says so
+        warnings.simplefilter("ignore", UserWarning)
+        source = resolve_dataset_source(str(folder))
+    dataset = MetaDataset(source=source, name=name, digest=sha256[:32])
+    mlflow.log_input(dataset, context="training", tags={"data.sha256": sha256})
+
+
+def log_trained_model(name: str, model_type: str, checkpoint_sha256: str, metrics: dict) -> str:
+    """Create the active run's MLflow logged model (the trained network: the experiment's Models tab), link `metrics`
+    to it and tag the run with its id; return the id. Export adds the model's files to it."""
+    from mlflow.entities import LoggedModelOutput
+
+    run = mlflow.active_run()
+    model = mlflow.initialize_logged_model(name=name, source_run_id=run.info.run_id, model_type=model_type,
+                                           tags={"checkpoint.sha256": checkpoint_sha256})
+    mlflow.log_metrics(metrics, model_id=model.model_id)
+    mlflow.MlflowClient().log_outputs(run.info.run_id, [LoggedModelOutput(model.model_id, step=0)])
+    mlflow.finalize_logged_model(model.model_id, "READY")
+    mlflow.set_tag(MODEL_ID_TAG, model.model_id)
+    return model.model_id
+
+
+def run_model_id() -> str | None:
+    """Return the logged model of the active run (see log_trained_model), or None for a run trained before there was one."""
+    return mlflow.get_run(mlflow.active_run().info.run_id).data.tags.get(MODEL_ID_TAG)
 
 
 def save_run_reference(path: str | Path, run) -> None:

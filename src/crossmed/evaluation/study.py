@@ -25,7 +25,7 @@ from crossmed.evaluation.saliency import grad_cam, write_gradcam
 from crossmed.files import atomic_directory, write_json_atomic
 from crossmed.networks import build_network
 from crossmed.reproducibility import SCOPE, in_effect
-from crossmed.tracking import open_store, resume_run
+from crossmed.tracking import metric_names, open_store, resume_run, run_model_id
 from crossmed.training.checkpoint import load_checkpoint
 from crossmed.training.inference import predict_probabilities
 
@@ -116,12 +116,14 @@ def evaluate_study(cfg: DictConfig, checkpoint_path: str | Path, run_reference: 
         write_json_atomic(work / ALL_METRICS_FILE, metrics)
     write_json_atomic(metrics_path, headline_metrics(metrics))
     with resume_run(run_reference, checkpoint_path, cfg.mlflow.tracking_uri):
-        mlflow.log_metrics({f"{name}_{key}": value for name, values in metrics.items() for key, value in values.items()
-                            if value is not None})
-        mlflow.log_metric("operating_threshold", threshold)
+        model_id = run_model_id()  # the figures belong to the trained model too (its page in the Models tab)
+        for name, values in metrics.items():  # one chart group per test set (and per comparison) in the MLflow UI
+            mlflow.log_metrics(metric_names(name, values), model_id=model_id)
+        mlflow.log_metrics(metric_names("validation", {"operating_threshold": threshold}), model_id=model_id)
         if (out_dir / "pointing_game.json").is_file():
             pointing = json.loads((out_dir / "pointing_game.json").read_text())
-            mlflow.log_metrics({f"{name}_pointing_game_rate": r["rate"] for name, r in pointing.items() if r["rate"] is not None})
+            for name, result in pointing.items():
+                mlflow.log_metrics(metric_names(name, {"pointing_game_rate": result["rate"]}), model_id=model_id)
         mlflow.log_artifacts(str(out_dir), artifact_path="evaluation")
         mlflow.log_artifact(str(metrics_path), artifact_path="evaluation")
     log.info("wrote %s and plots under %s", metrics_path, out_dir)

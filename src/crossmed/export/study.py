@@ -30,7 +30,7 @@ from crossmed.files import atomic_directory, write_json_atomic
 from crossmed.data.recipe import Recipe, example_pixels
 from crossmed.evaluation.saliency import saliency_layer
 from crossmed.reproducibility import in_effect
-from crossmed.tracking import file_digests, resume_run
+from crossmed.tracking import EXPORT, file_digests, metric_names, resume_run, run_model_id
 
 log = logging.getLogger("crossmed.export")
 KNOWN_FORMATS = ("torchscript", "onnx", "mlflow", "bundle")
@@ -104,12 +104,17 @@ def export_study(cfg: DictConfig, checkpoint_path: str | Path, run_reference: st
         mlflow.log_artifacts(str(out_dir / PORTABLE), artifact_path="model")
         for name in ("model_card.md", "model_card.html"):
             mlflow.log_artifact(str(out_dir / name), artifact_path="model")
-        mlflow.log_metrics({f"export_parity_{runtime}": difference for runtime, difference in differences.items()})
+        model_id = run_model_id()
+        mlflow.log_metrics(metric_names(EXPORT, {f"parity_{runtime}": difference for runtime, difference in differences.items()}),
+                           model_id=model_id)
         if "mlflow" in formats:
             mlflow.log_artifacts(str(out_dir / MLFLOW_MODEL), artifact_path=MLFLOW_MODEL)
+            if model_id is not None:  # the logged model (Models tab) holds the servable files too
+                mlflow.MlflowClient().log_model_artifacts(model_id, str(out_dir / MLFLOW_MODEL))
             if cfg.export.register:
-                register_model(run.info.run_id, MLFLOW_MODEL, str(cfg.export.registered_name), description)
-        mlflow.set_tag("export.model_json.sha256", file_digests(out_dir / PORTABLE / "model.json")["sha256"])
+                source = f"models:/{model_id}" if model_id is not None else f"runs:/{run.info.run_id}/{MLFLOW_MODEL}"
+                register_model(run.info.run_id, source, str(cfg.export.registered_name), description)
+        mlflow.set_tag("model_json.sha256", file_digests(out_dir / PORTABLE / "model.json")["sha256"])
     log.info("wrote %s: %s", out_dir, ", ".join(sorted(p.name for p in out_dir.iterdir())))
     return description
 

@@ -16,7 +16,8 @@ from crossmed.errors import ConfigError, InputError
 from crossmed.files import atomic_path
 from crossmed.networks import build_network, count_parameters, fit_to_task
 from crossmed.reproducibility import describe, in_effect
-from crossmed.tracking import open_store, package_versions, run_name, save_run_reference, start_study_run, tag_file
+from crossmed.tracking import (EPOCH, TRAINING, log_dataset, log_trained_model, metric_names, open_store, package_versions,
+                               run_name, save_run_reference, start_study_run, tag_file)
 from crossmed.training.checkpoint import save_checkpoint
 from crossmed.training import distributed
 from crossmed.training.distributed import Ranks, check_strategy, current_ranks
@@ -81,7 +82,7 @@ def _train(cfg: DictConfig, ranks: Ranks, device, checkpoint_path: Path, history
             save_run_reference(run_reference_path, run)
             if not resume:
                 mlflow.log_param("model.parameters", count_parameters(net))
-                _log_data_card(cfg.paths.processed)
+                _log_data_card(cfg.paths.processed, f"{cfg.study.name} processed")
 
         def on_epoch(result, is_best, snapshot):
             history.append(asdict(result))
@@ -90,9 +91,10 @@ def _train(cfg: DictConfig, ranks: Ranks, device, checkpoint_path: Path, history
             state = snapshot() if cfg.train.resume else None  # every rank takes part: RNG states are gathered
             if not ranks.main:
                 return
-            mlflow.log_metrics({"train_loss": result.train_loss, "val_loss": result.val_loss, "val_auc": result.val_auc,
-                                "train_images_per_second": result.images_per_second, "epoch_seconds": result.seconds,
-                                "learning_rate": result.learning_rate}, step=result.epoch)
+            mlflow.log_metrics(metric_names(EPOCH, {
+                "train_loss": result.train_loss, "val_loss": result.val_loss, "val_auc": result.val_auc,
+                "learning_rate": result.learning_rate, "images_per_second": result.images_per_second,
+                "seconds": result.seconds}), step=result.epoch)
             if state is not None:
                 save_state(state_path, {**state, "history": history, "best_model": best_weights["state"],
                                         "run_id": run.info.run_id, "fingerprint": state_id, "finished": False})
@@ -102,8 +104,10 @@ def _train(cfg: DictConfig, ranks: Ranks, device, checkpoint_path: Path, history
         if ranks.main:
             net.load_state_dict(best_weights["state"])
             save_checkpoint(checkpoint_path, net, {**checkpoint_info, "epoch": best.epoch, "val_auc": best.val_auc})
-            tag_file("checkpoint", checkpoint_path)  # what this run wrote, once written
-            mlflow.log_metrics({"best_val_auc": best.val_auc, "best_epoch": best.epoch, "epochs_trained": len(history)})
+            written = tag_file("checkpoint", checkpoint_path)  # what this run wrote, once written
+            log_trained_model(cfg.model.name, f"MONAI {checkpoint_info['model']['net']['_target_'].rsplit('.', 1)[-1]}",
+                              written["sha256"], metric_names(TRAINING, {"best_val_auc": best.val_auc,
+                                                                         "best_epoch": best.epoch, "epochs": len(history)}))
             _write_history(history_path, history)
             mlflow.log_artifact(str(history_path), artifact_path="training")
     except BaseException:
@@ -126,9 +130,10 @@ def _open_run(cfg: DictConfig, resume: dict | None, data: ProcessedData, task, d
         open_store(cfg.mlflow.tracking_uri)
         return mlflow.start_run(run_id=resume["run_id"])
     return start_study_run(cfg, run_name=run_name(cfg.model.name), extra_tags={
-        "crossmed.model": cfg.model.name, "crossmed.data.source": data.card["source"]["type"], "crossmed.task": task.type,
-        "crossmed.sites": ",".join(data.card["sites"]), "data.sha256": data_fingerprint(cfg.paths.processed),  # what it read
-        **{f"device.{k}": str(v) for k, v in device_info.items()}, **{f"reproducibility.{k}": v for k, v in arithmetic.items()}})
+        "model.name": cfg.model.name, "data.source": str(cfg.data.source), "data.format": data.card["source"]["type"],
+        "study.task": task.type, "study.sites": ",".join(data.card["sites"]),
+        "data.sha256": data_fingerprint(cfg.paths.processed),  # what it read
+        **{f"device.{k}": str(v) for k, v in device_info.items()}, **{f"numerics.{k}": v for k, v in arithmetic.items()}})
 
 
 def _settings(train_cfg: DictConfig, labels, task) -> TrainSettings:
@@ -168,9 +173,10 @@ def _class_weights(mode: str, labels, task) -> list[float] | None:
     raise ConfigError("train.class_weighting", f"unknown mode '{mode}' (known: none, balanced)")
 
 
-def _log_data_card(folder) -> None:
-    """Attach the data card (JSON and Markdown) to the run and tag its headline facts."""
+def _log_data_card(folder, name: str) -> None:
+    """Attach the data card (JSON and Markdown) to the run and record the data as the run's MLflow dataset input."""
     card = Path(folder) / DATA_CARD_FILE
+    log_dataset(name, folder, data_fingerprint(folder))
     mlflow.log_artifact(str(card), artifact_path="data")
     mlflow.log_artifact(str(Path(folder) / DATA_CARD_MARKDOWN), artifact_path="data")
 
