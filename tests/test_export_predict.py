@@ -3,6 +3,7 @@ registry entry and `mlflow models serve`, the MONAI bundle with MONAI's own tool
 
 import base64
 import json
+import shutil
 import os
 import socket
 import subprocess
@@ -94,8 +95,9 @@ def _phi_behind_the_flag(study, path: Path) -> Path:
 def test_dicom_with_phi_is_refused(trained_study, tmp_path):
     raw = sorted((Path(trained_study.paths.raw) / "KR").rglob("*.dcm"))[0]
     result = _run([*CLI, "predict", str(_export(trained_study)), str(raw)])
-    assert result.returncode == 3 and "not de-identified" in result.stderr and result.stdout == ""
-    assert "Patient Identity Removed" in result.stderr
+    (line,) = map(json.loads, result.stdout.splitlines())
+    assert result.returncode == 3 and line["refused"] == "phi" and "not de-identified" in line["error"]
+    assert "Patient Identity Removed" in line["error"] and "probabilities" not in line
     flagged = pydicom.dcmread(_deidentified_dicoms(trained_study, "KR", 1)[0])
     flagged.PatientBirthDate = "19700101"  # marked as de-identified, but a date of birth came back
     flagged.save_as(tmp_path / "birthdate.dcm")
@@ -109,11 +111,13 @@ def test_dicom_with_phi_is_refused(trained_study, tmp_path):
     # The flag says YES; the content says otherwise: the gate reads the content.
     behind = _phi_behind_the_flag(trained_study, tmp_path / "flagged.dcm")
     result = _run([*CLI, "predict", str(_export(trained_study)), str(behind), "--saliency", str(tmp_path / "cam")])
-    assert result.returncode == 3 and result.stdout == "" and not (tmp_path / "cam").exists()
+    assert result.returncode == 3 and not (tmp_path / "cam").exists()
+    (line,) = map(json.loads, result.stdout.splitlines())
     for finding in ("PatientName holds", "PatientID holds", "PatientBirthDate present", "ImageComments holds",
                     "korean_rrn", "phone"):
-        assert finding in result.stderr
-    assert "Hong" not in result.stderr and "KW63034978" not in result.stderr  # findings name attributes, not values
+        assert finding in line["error"]
+    for value in ("Hong", "KW63034978", "1234 5678"):  # findings name attributes, not values
+        assert value not in result.stdout and value not in result.stderr
 
 
 def test_inputs_that_would_exhaust_or_mislead_are_refused(trained_study, tmp_path):
@@ -128,7 +132,8 @@ def test_inputs_that_would_exhaust_or_mislead_are_refused(trained_study, tmp_pat
     images[1, 0, 3, 3] = np.nan
     np.save(tmp_path / "nan.npy", images)
     result = _run([*CLI, "predict", str(_export(trained_study)), str(tmp_path / "nan.npy")])
-    assert result.returncode == 2 and "NaN or infinite" in result.stderr and "NaN" not in result.stdout
+    (line,) = [json.loads(text, parse_constant=pytest.fail) for text in result.stdout.splitlines()]  # strict JSON
+    assert result.returncode == 2 and "NaN or infinite" in line["error"] and "probabilities" not in line
 
 
 def test_png_arrays_and_bad_files(trained_study, tmp_path):
@@ -151,6 +156,41 @@ def test_png_arrays_and_bad_files(trained_study, tmp_path):
         predict_files(model, [tmp_path / "broken.png"])
     with pytest.raises(InputError, match="unknown image type"):
         predict_files(model, [tmp_path / "stack.npy", Path(__file__)])
+
+
+def test_a_batch_predicts_every_good_file_and_reports_each_bad_one(trained_study, tmp_path):
+    good = _deidentified_dicoms(trained_study, "EE", 2)
+    folder = tmp_path / "folder"
+    (folder / "sub").mkdir(parents=True)
+    shutil.copy(good[1], folder / "sub" / "b.dcm")
+    (folder / "notes.txt").write_text("not an image")
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    raw = sorted((Path(trained_study.paths.raw) / "KR").rglob("*.dcm"))[0]
+    arguments = [good[0], tmp_path / "broken.png", tmp_path / "missing.dcm", raw, folder, tmp_path / "empty"]
+    (tmp_path / "empty").mkdir()
+    result = _run([*CLI, "predict", str(_export(trained_study)), *map(str, arguments)])
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["file"] for line in lines] == [str(good[0]), str(tmp_path / "broken.png"), str(tmp_path / "missing.dcm"),
+                                                str(raw), str(folder / "sub" / "b.dcm"), str(tmp_path / "empty")]
+    assert [("error" in line, line.get("refused")) for line in lines] == [
+        (False, None), (True, None), (True, None), (True, "phi"), (False, None), (True, None)]
+    assert lines[2]["error"] == "file not found" and "no image files" in lines[5]["error"]
+    evaluated = _evaluated(trained_study, "external_test")
+    assert lines[4]["probabilities"]["opacity"] == pytest.approx(evaluated[good[1].stem], abs=2e-6)
+    assert result.returncode == 3, "non-zero when any file failed (3: one was refused for PHI)"
+    only_bad = _run([*CLI, "predict", str(_export(trained_study)), str(tmp_path / "broken.png"), str(good[0])])
+    assert only_bad.returncode == 2 and len(only_bad.stdout.splitlines()) == 2
+
+
+def test_arguments_are_checked_before_the_model_loads(trained_study, tmp_path):
+    check = ("import json, sys\nfrom crossmed.cli import main\ncode = main(sys.argv[1:])\n"
+             "print(json.dumps({'code': code, 'torch': 'torch' in sys.modules}))")
+    missing_model = _run([sys.executable, "-c", check, "predict", str(tmp_path / "nowhere"), str(tmp_path / "x.dcm")])
+    assert json.loads(missing_model.stdout.splitlines()[-1]) == {"code": 2, "torch": False}
+    assert "no exported model description" in missing_model.stderr
+    missing_files = _run([sys.executable, "-c", check, "predict", str(_export(trained_study)), str(tmp_path / "x.dcm")])
+    lines = [json.loads(line) for line in missing_files.stdout.splitlines()]
+    assert lines == [{"file": str(tmp_path / "x.dcm"), "error": "file not found"}, {"code": 2, "torch": False}]
 
 
 def test_mlflow_model_takes_image_bytes_in_a_fresh_process_and_is_registered(trained_study):

@@ -90,19 +90,24 @@ def _sweep(args) -> int:
 
 
 def _predict(args) -> int:
+    from crossmed.inference.inputs import expand_inputs, model_description_path
+
+    model_description_path(args.model)  # arguments first: a wrong path answers before PyTorch loads
+    entries = expand_inputs(args.files)
+    if all(reason is not None for _, reason in entries):
+        for path, reason in entries:
+            print(json.dumps({"file": str(path), "error": reason}))
+        return EXIT_USAGE
     from crossmed.inference.exported import ExportedModel
-    from crossmed.inference.phi import PHIError
-    from crossmed.inference.predict import predict_files
+    from crossmed.inference.predict import predict_each
 
     model = ExportedModel.load(args.model, args.runtime)
-    try:
-        results = predict_files(model, args.files, args.saliency, allow_phi=False)
-    except PHIError as err:
-        print(json.dumps({"refused": str(err)}), file=sys.stderr)
-        return EXIT_REJECTED
-    for result in results:
-        print(json.dumps(result, allow_nan=False))  # a NaN would be invalid JSON; inputs with NaN are refused earlier
-    return 0
+    failed, refused = 0, 0
+    for result in predict_each(model, entries, args.saliency, allow_phi=False):
+        print(json.dumps(result, allow_nan=False), flush=True)  # NaN would be invalid JSON; inputs with NaN are refused
+        failed += "error" in result
+        refused += result.get("refused") == "phi"
+    return EXIT_REJECTED if refused else EXIT_USAGE if failed else 0
 
 
 def _ui(args) -> int:
@@ -208,12 +213,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = sub.add_parser("predict", help="predict image files with an exported model; prints one JSON line per image",
                              description="Apply the preprocessing recipe saved with the model, run it and print per image "
-                                         "{file, probabilities, predicted, threshold} as JSON lines. DICOM files must be "
-                                         "de-identified (Patient Identity Removed YES, no identifying attributes): others are "
-                                         "refused with exit 3. Exit 2: unusable model or file.")
+                                         "{file, probabilities, predicted, threshold} as JSON lines. A file that cannot be "
+                                         "predicted gets {file, error} and the others go on. DICOM files must be "
+                                         "de-identified (Patient Identity Removed YES, no identifying attributes): others get "
+                                         "\"refused\": \"phi\". Exit 0: every file predicted; 3: a DICOM was refused; 2: an "
+                                         "unusable model, or a file that could not be predicted.")
     predict.add_argument("model", metavar="MODEL", help="an export folder: models/export, its model/ folder or model.json")
     predict.add_argument("files", metavar="FILES", nargs="+",
-                         help="DICOM, NIfTI, PNG/JPEG files, .npy arrays of raw pixels (one image or a stack) or a MedMNIST .npz")
+                         help="DICOM, NIfTI, PNG/JPEG files, .npy arrays of raw pixels (one image or a stack), a MedMNIST "
+                              ".npz, or folders (the image files under them)")
     predict.add_argument("--runtime", default="torchscript", choices=["torchscript", "onnx"],
                          help="which exported file runs the network (default torchscript)")
     predict.add_argument("--saliency", metavar="DIR", help="also write a Grad-CAM overlay PNG of the predicted class per image here")

@@ -6,11 +6,9 @@ from pathlib import Path
 import numpy as np
 
 from crossmed.data.dicom_images import read_dicom_image
+from crossmed.data.image_kinds import KINDS, image_kind  # noqa: F401 (callers import them from here)
 from crossmed.errors import InputError
 from crossmed.limits import InputLimits, check_declared_pixels, check_file_size, check_finite
-
-KINDS = {".dcm": "dicom", ".dicom": "dicom", ".nii": "nifti", ".gz": "nifti", ".png": "png", ".jpg": "jpeg",
-         ".jpeg": "jpeg"}
 
 
 @dataclass
@@ -19,14 +17,6 @@ class ImageFile:
 
     pixels: np.ndarray
     spacing_mm: tuple[float, ...] | None
-
-
-def image_kind(path: str | Path) -> str | None:
-    """Return 'dicom', 'nifti', 'png' or 'jpeg' from the file name, or None when not an image name."""
-    name = Path(path).name.lower()
-    if name.endswith(".nii.gz"):
-        return "nifti"
-    return KINDS.get(Path(name).suffix) if not name.endswith(".gz") else None
 
 
 def _read_picture(path: Path, channels: int, limits: InputLimits) -> ImageFile:

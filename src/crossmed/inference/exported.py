@@ -8,9 +8,9 @@ import numpy as np
 
 from crossmed.errors import InputError
 from crossmed.data.recipe import Recipe
+from crossmed.inference.inputs import DESCRIPTION_FILE, model_description_path  # noqa: F401 (DESCRIPTION_FILE: callers)
 
 RUNTIMES = ("torchscript", "onnx")
-DESCRIPTION_FILE = "model.json"
 
 
 def decide(description: dict, probabilities: np.ndarray) -> dict:
@@ -41,12 +41,7 @@ class ExportedModel:
     @classmethod
     def load(cls, path: str | Path, runtime: str = "torchscript") -> "ExportedModel":
         """Return the model of an export folder (or its model.json); raise InputError naming what is missing."""
-        path = Path(path)
-        if path.is_dir() and not (path / DESCRIPTION_FILE).is_file() and (path / "model" / DESCRIPTION_FILE).is_file():
-            path = path / "model"  # models/export/ names its portable model folder
-        description_path = path / DESCRIPTION_FILE if path.is_dir() else path
-        if not description_path.is_file():
-            raise InputError(description_path, "no exported model description; run the export stage (dvc repro export)")
+        description_path = model_description_path(path)
         description = json.loads(description_path.read_text())
         if runtime not in RUNTIMES:
             raise InputError(description_path, f"unknown runtime '{runtime}' (known: {', '.join(RUNTIMES)})")

@@ -8,10 +8,10 @@ import numpy as np
 
 from crossmed.data.image_files import image_kind
 from crossmed.data.sources.folder import image_id
-from crossmed.errors import InputError
+from crossmed.errors import CrossmedError, InputError
 from crossmed.inference.exported import ExportedModel, decide
 from crossmed.inference.image_bytes import BytesAsFile, load_npy, sniff
-from crossmed.inference.phi import refuse_phi
+from crossmed.inference.phi import PHIError, refuse_phi
 from crossmed.data.recipe import Recipe, prepare
 from crossmed.limits import PREDICT_LIMITS, check_file_size
 
@@ -108,17 +108,57 @@ def predict_prepared(model: ExportedModel, items: Iterator[tuple[str, np.ndarray
 
 def predict_files(model: ExportedModel, paths: list[str | Path], saliency_dir: str | Path | None = None,
                   allow_phi: bool = False) -> list[dict]:
-    """Return one result per image of `paths`; with `saliency_dir`, also write a Grad-CAM overlay PNG per image."""
-    saliency = _Saliency(model, Path(saliency_dir)) if saliency_dir else None
+    """Return one result per image of `paths`; with `saliency_dir`, also write a Grad-CAM overlay PNG per image.
+    Raise the first file's error (predict_each reports each and goes on)."""
     results = []
-    for name, image, result in predict_prepared(model, prepared_images(model, paths, allow_phi)):
-        if saliency is not None:
-            result["saliency"] = saliency.write(name, image, result, len(results))
+    for result in predict_each(model, [(Path(p), None) for p in paths], saliency_dir, allow_phi):
+        if "error" in result:
+            raise PHIError(result["error"]) if result.get("refused") else InputError(result["file"], result["error"])
         results.append(result)
-        if len(results) % 100 == 0:
-            log.info("predicted %d images", len(results))
-    log.info("predicted %d image(s) from %d file(s) with %s (%s)", len(results), len(paths), model.folder, model.runtime)
     return results
+
+
+def predict_each(model: ExportedModel, entries: list[tuple[Path, str | None]], saliency_dir: str | Path | None = None,
+                 allow_phi: bool = False) -> Iterator[dict]:
+    """Yield, in order, one result per image of the files and one {'file', 'error'} entry (a refused DICOM: also
+    'refused': 'phi') per file that cannot be predicted; `entries` as inputs.expand_inputs returns them."""
+    saliency = _Saliency(model, Path(saliency_dir)) if saliency_dir else None
+    pending: list[tuple[str, np.ndarray | None, dict | None]] = []  # (name, network input, error entry)
+    counts = {"images": 0, "failed": 0}
+
+    def flush() -> Iterator[dict]:
+        images = [image for _, image, _ in pending if image is not None]
+        probabilities = iter(model.probabilities(np.stack(images))) if images else iter(())
+        for name, image, error in pending:
+            if error is not None:
+                yield error
+                continue
+            result = {"file": name, **decide(model.description, next(probabilities))}
+            if saliency is not None:
+                result["saliency"] = saliency.write(name, image, result, counts["images"])
+            counts["images"] += 1
+            if counts["images"] % 100 == 0:
+                log.info("predicted %d images", counts["images"])
+            yield result
+        pending.clear()
+
+    for path, reason in entries:
+        try:
+            if reason is not None:
+                raise InputError(path, reason)
+            prepared = list(prepared_images(model, [path], allow_phi))  # a file counts whole: all its images or none
+            pending.extend((name, image, None) for name, image in prepared)
+        except CrossmedError as err:
+            counts["failed"] += 1
+            error = {"file": str(path), "error": getattr(err, "reason", None) or str(err)}
+            if isinstance(err, PHIError):
+                error["refused"] = "phi"
+            pending.append((str(path), None, error))
+        if sum(image is not None for _, image, _ in pending) >= BATCH:
+            yield from flush()
+    yield from flush()
+    log.info("predicted %d image(s) from %d file(s) with %s (%s); %d file(s) failed", counts["images"], len(entries),
+             model.folder, model.runtime, counts["failed"])
 
 
 class _Saliency:
