@@ -261,8 +261,8 @@ def _free_port() -> int:
 def test_mlflow_models_serve_answers_invocations(trained_study, tmp_path):
     port, dicom = _free_port(), _deidentified_dicoms(trained_study, "EE", 1)[0]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "MLFLOW_TRACKING_URI": trained_study.mlflow.tracking_uri}
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", str(_export(trained_study) / "mlflow_model"),
-                               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)], env=env,
+    server = subprocess.Popen([*CLI, "serve", str(_export(trained_study) / "mlflow_model"), "-p", str(port),
+                               "--max-request-mb", "1"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         body = json.dumps({"dataframe_split": {"columns": ["image"],
@@ -280,17 +280,33 @@ def test_mlflow_models_serve_answers_invocations(trained_study, tmp_path):
         assert prediction["p_opacity"] == pytest.approx(_evaluated(trained_study, "external_test")[dicom.stem], abs=2e-6)
         from test_deid_adversarial import _deflated_bomb
 
+        (tmp_path / "garbage.bin").write_bytes(b"\x00garbage" * 100)
+        (tmp_path / "text.png").write_bytes(b"a text file named like a picture")
+        expected = {"flagged": (400, "not de-identified"), "bomb": (400, "inflates beyond"),
+                    "garbage": (400, "not a DICOM, PNG, JPEG, NIfTI or .npy image"), "text": (400, "not a DICOM, PNG")}
         for name, path in (("flagged", _phi_behind_the_flag(trained_study, tmp_path / "flagged.dcm")),
-                           ("bomb", _deflated_bomb(tmp_path / "bomb.dcm", 300))):
-            body = json.dumps({"dataframe_split": {"columns": ["image"],
-                                                   "data": [[base64.b64encode(path.read_bytes()).decode()]]}}).encode()
-            request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", body, {"Content-Type": "application/json"})
+                           ("bomb", _deflated_bomb(tmp_path / "bomb.dcm", 300)), ("garbage", tmp_path / "garbage.bin"),
+                           ("text", tmp_path / "text.png")):
+            payload = path.read_bytes()
+            body = json.dumps({"dataframe_split": {"columns": ["image"], "data": [[base64.b64encode(payload).decode()]]}})
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", body.encode(),
+                                             {"Content-Type": "application/json"})
             with pytest.raises(urllib.error.HTTPError) as refused:
                 urllib.request.urlopen(request, timeout=60)
             text = refused.value.read().decode()
-            assert refused.value.code == 400, (name, text)
-            assert ("not de-identified" if name == "flagged" else "inflates beyond") in text
+            assert (refused.value.code, expected[name][1] in json.loads(text)["message"]) == (expected[name][0], True), text
             assert "Traceback" not in text and "stack_trace" not in text and "/tmp" not in text and str(REPO) not in text
+            assert "Hong" not in text and "KW63034978" not in text
+        import http.client
+
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)  # 2 MiB declared, none of it sent:
+        connection.putrequest("POST", "/invocations")  # the answer comes before the body is read
+        connection.putheader("Content-Type", "application/json")
+        connection.putheader("Content-Length", str(2 * 2**20))
+        connection.endheaders()
+        response = connection.getresponse()
+        assert response.status == 413 and "over the 1 MiB limit" in json.loads(response.read())["message"]
+        connection.close()
         assert server.poll() is None, "the server survives refused requests"
     finally:
         os.killpg(server.pid, 15)

@@ -110,6 +110,13 @@ def _predict(args) -> int:
     return EXIT_REJECTED if refused else EXIT_USAGE if failed else 0
 
 
+def _serve(args) -> int:
+    from crossmed.inference.serving import serve
+
+    serve(args.model, args.host, args.port, _positive(args.max_request_mb, "--max-request-mb"))
+    return 0
+
+
 def _ui(args) -> int:
     from crossmed.errors import InputError
     from crossmed.mlflow_store import ARTIFACT_DIR_NAME, relocate
@@ -226,6 +233,18 @@ def build_parser() -> argparse.ArgumentParser:
                          help="which exported file runs the network (default torchscript)")
     predict.add_argument("--saliency", metavar="DIR", help="also write a Grad-CAM overlay PNG of the predicted class per image here")
     predict.set_defaults(handler=_predict)
+
+    served = sub.add_parser("serve", help="serve the exported MLflow model over HTTP (POST /invocations)",
+                            description="Run MLflow's scoring server for the exported pyfunc model, with requests larger "
+                                        "than --max-request-mb refused (HTTP 413) before they are read. Body: "
+                                        '{"dataframe_split": {"columns": ["image"], "data": [["<base64 file bytes>"]]}}. '
+                                        "A refused image (PHI, unreadable, wrong kind) answers HTTP 400 with the reason.")
+    served.add_argument("model", nargs="?", default="models/export/mlflow_model", metavar="MODEL",
+                        help="the MLflow model folder (default models/export/mlflow_model)")
+    served.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    served.add_argument("--port", "-p", type=int, default=5001, help="port (default 5001)")
+    served.add_argument("--max-request-mb", type=float, default=64.0, help="largest request body in MiB (default 64)")
+    served.set_defaults(handler=_serve)
 
     ui = sub.add_parser("ui", help="open the MLflow UI on the project's store (http://127.0.0.1:5000)",
                         description="Serve the MLflow UI for the local store, after pointing its artifact locations at the "
