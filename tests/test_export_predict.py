@@ -313,6 +313,16 @@ def test_mlflow_models_serve_answers_invocations(trained_study, tmp_path):
         server.wait(30)
 
 
+def test_verify_bundle_without_a_schema_says_where_to_get_it_and_creates_nothing(trained_study, tmp_path):
+    bundle = _export(trained_study) / "bundle"
+    result = _run([*CLI, "verify-bundle", str(bundle), "--schema", str(tmp_path / "schemas" / "meta.json")], cwd=tmp_path)
+    assert result.returncode == 2 and "meta_schema_20240725.json" in result.stderr and "--schema FILE" in result.stderr
+    assert list(tmp_path.iterdir()) == [], "no folder or partial download left behind"
+    if (SHARED / "monai" / "meta_schema_20240725.json").is_file():
+        ok = _run([*CLI, "verify-bundle", str(bundle), "--schema", str(SHARED / "monai" / "meta_schema_20240725.json")])
+        assert ok.returncode == 0 and "verified with no error" in ok.stdout
+
+
 @pytest.mark.skipif(not (SHARED / "monai" / "meta_schema_20240725.json").is_file(), reason="../shared/monai schema absent")
 def test_monai_bundle_passes_verify_metadata_and_runs(trained_study, tmp_path):
     bundle = _export(trained_study) / "bundle"

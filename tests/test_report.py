@@ -22,6 +22,10 @@ def test_report_states_what_was_measured(trained_study, tmp_path):
                     "## Sites and subgroups", "## Explainability", "## Limitations", "## Checklist"):
         assert section in text
     assert "built-in synthetic cohort" in text, "the demo data are named as such"
+    assert "Source: **synthetic** (DICOM files, one folder per site)" in text and "dicom_sites" not in text
+    assert "Leakage check: nothing across splits" in text and "finding one stops the run" in text
+    card = (Path(trained_study.paths.models) / "export" / "model_card.md").read_text()
+    assert card.count("Preprocessing: ") == 1, "the model card states the preprocessing once"
     assert "Arithmetic: training native" in text, "an in-process training computes natively, and the report says so"
     assert "**Pointing game.**" in text and "| true positive |" in text, "saliency checked, 2 x 2 counts given"
     groups = pd.read_csv(exp / "evaluation" / "metrics_by_group.csv")

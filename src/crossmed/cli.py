@@ -117,6 +117,13 @@ def _serve(args) -> int:
     return 0
 
 
+def _verify_bundle(args) -> int:
+    from crossmed.export.bundle_check import verify_bundle
+
+    print(f"{verify_bundle(args.bundle, args.schema)}: metadata is verified with no error (MONAI verify_metadata)")
+    return 0
+
+
 def _ui(args) -> int:
     from crossmed.errors import InputError
     from crossmed.mlflow_store import ARTIFACT_DIR_NAME, relocate
@@ -179,18 +186,20 @@ def build_parser() -> argparse.ArgumentParser:
                                        "like the images, and keep only the columns named by --keep-column (their text is "
                                        "searched for the names in --name-column and for identifiers); every other column "
                                        "stays on site. Ages over 89 become 90.")
-    table.add_argument("src", metavar="SRC_CSV")
-    table.add_argument("dst", metavar="DST_CSV")
+    table.add_argument("src", metavar="SRC_CSV", help="the clinical table as the site exported it (stays on site)")
+    table.add_argument("dst", metavar="DST_CSV", help="where to write the pseudonymised table (fit to share)")
     table.add_argument("--key-file", help="file holding the site key (else $CROSSMED_DEID_KEY)")
-    table.add_argument("--patient-prefix", default="")
-    table.add_argument("--id-column", default="patient_id")
+    table.add_argument("--patient-prefix", default="",
+                       help="prefix of pseudonymous patient IDs, the same as the images' (e.g. 'KR-')")
+    table.add_argument("--id-column", default="patient_id", help="the column of real patient IDs (default patient_id)")
     table.add_argument("--keep-column", action="append", default=[], help="a column to keep (allow-list); repeat")
     table.add_argument("--name-column", action="append", default=[],
                        help="a column of patient names: searched for in the kept text, not kept; repeat")
-    table.add_argument("--age-column", default="age")
+    table.add_argument("--age-column", default="age", help="a column of ages in years: over 89 becomes 90 (default age)")
     table.add_argument("--uid-column", action="append", default=[], help="a column of DICOM UIDs to pseudonymise; repeat")
     table.add_argument("--date-column", action="append", default=[], help="a YYYY-MM-DD column to shift per patient; repeat")
-    table.add_argument("--max-date-shift-days", type=int, default=365)
+    table.add_argument("--max-date-shift-days", type=int, default=365,
+                       help="dates move back 1..N days per patient, as the images' with the same key (default 365)")
     table.set_defaults(handler=_deidentify_table)
 
     keygen = sub.add_parser("keygen", help="write a new random site key", description="Write a new 256-bit site key.")
@@ -245,6 +254,14 @@ def build_parser() -> argparse.ArgumentParser:
     served.add_argument("--port", "-p", type=int, default=5001, help="port (default 5001)")
     served.add_argument("--max-request-mb", type=float, default=64.0, help="largest request body in MiB (default 64)")
     served.set_defaults(handler=_serve)
+
+    bundle = sub.add_parser("verify-bundle", help="check the exported MONAI bundle with MONAI's verify_metadata, offline",
+                            description="Verify configs/metadata.json of a MONAI bundle against MONAI's bundle schema with "
+                                        "MONAI's own verify_metadata. The schema is a file you give (its URL is in the "
+                                        "metadata's 'schema' field): nothing is downloaded.")
+    bundle.add_argument("bundle", nargs="?", default="models/export/bundle", help="the bundle (default models/export/bundle)")
+    bundle.add_argument("--schema", metavar="FILE", help="MONAI's meta_schema JSON file (else $CROSSMED_BUNDLE_SCHEMA)")
+    bundle.set_defaults(handler=_verify_bundle)
 
     ui = sub.add_parser("ui", help="open the MLflow UI on the project's store (http://127.0.0.1:5000)",
                         description="Serve the MLflow UI for the local store, after pointing its artifact locations at the "

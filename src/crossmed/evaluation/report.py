@@ -73,16 +73,30 @@ def data_section(card: dict, cfg: DictConfig) -> list[str]:
                          ", ".join(f"{k} {v}" for k, v in summary["labels"].items())])
     leakage = card["leakage_check"]
     return ["## Data", "",
-            f"Source: **{card['source']['type']}**; sites {', '.join(card['sites'])}; external (held-out) sites: "
+            f"Source: **{cfg.data.source}** ({SOURCE_FORMATS.get(card['source']['type'], card['source']['type'])}); "
+            f"sites {', '.join(card['sites'])}; external (held-out) sites: "
             f"{', '.join(card['external_sites']) or 'none'}. {card['images']} images of {card['patients']} patients. "
             f"Task: {card['task']['type']} ({', '.join(card['task']['classes'])}).", "",
             f"De-identification: DICOM PS3.15 Basic Profile with options {', '.join(cfg.deid.get('options', [])) or 'none'}, "
             "per-site keyed pseudonyms, run on site before data leave the hospital.", "",
-            "Splits are by patient (no patient in two splits); leakage check: "
-            f"{leakage['patients_in_two_splits']} patients and {leakage['identical_images_across_splits']} identical images "
-            f"across splits (policy {leakage['policy']}).", "",
+            "Splits are by patient (no patient in two splits). " + leakage_sentence(leakage), "",
             *markdown_table(["split", "site", "images", "patients", "labels"], rows),
             "Preprocessing: " + "; ".join(card["preprocessing"]) + ".", ""]
+
+
+SOURCE_FORMATS = {"dicom_sites": "DICOM files, one folder per site", "medmnist": "a MedMNIST file",
+                  "folder": "an image folder with a manifest"}
+LEAKAGE_POLICY = {"error": "finding one stops the run", "drop": "duplicates are dropped from the later split"}
+
+
+def leakage_sentence(leakage: dict) -> str:
+    """Return the leakage check's result in words: what was found across splits and what the policy does about it."""
+    found = leakage["patients_in_two_splits"] + leakage["identical_images_across_splits"]
+    dropped = len(leakage.get("dropped", []))
+    return (f"Leakage check: {'nothing' if not found else 'found'} across splits — {leakage['patients_in_two_splits']} "
+            f"patients in two splits, {leakage['identical_images_across_splits']} identical images"
+            f"{f', {dropped} dropped' if dropped else ''} (data.leakage={leakage['policy']}: "
+            f"{LEAKAGE_POLICY.get(leakage['policy'], leakage['policy'])}).")
 
 
 def _arithmetic_line(evaluation: Path) -> str:

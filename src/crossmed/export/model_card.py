@@ -43,8 +43,8 @@ def model_card_markdown(cfg: DictConfig, description: dict, evaluation: Path, ca
              "## Inputs and outputs", "",
              f"Input: {recipe['channels']} channel(s), {recipe['spatial_dims']}D, prepared to "
              f"{' x '.join([str(recipe['image_size'])] * recipe['spatial_dims'])} by the recipe in model.json "
-             f"({recipe['kind']}); files: DICOM (de-identified only), NIfTI, PNG/JPEG, or arrays of raw pixels.", "",
-             "Preprocessing: " + "; ".join(description["preprocessing"]) + ".", "",
+             f"({recipe['kind']}; its steps are listed under Data); files: DICOM (de-identified only), NIfTI, PNG/JPEG, or "
+             "arrays of raw pixels.", "",
              f"Output: {description['outputs']['probabilities']['activation']} probabilities for "
              f"{', '.join(description['classes'])}; decision: {threshold}.", "",
              *data_section(card, cfg),
