@@ -37,6 +37,16 @@ else
 fi
 export PATH="$PWD/$VENV/bin:$PATH"
 
+# System packages the tests use: Chromium renders the `dvc plots show` page headless.
+if [ "$task" = test ] && ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "[bootstrap] installing chromium (apt-get) for the plots-page test"
+    apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }
+  else
+    echo "[bootstrap] chromium not found: install it (Debian/Ubuntu: apt-get install chromium) or its test is skipped" >&2
+  fi
+fi
+
 case "$task" in
   study)
     [ -d .git ] || { echo "dvc repro needs a git checkout of crossmed" >&2; exit 1; }

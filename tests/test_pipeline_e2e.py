@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 import yaml
 
@@ -91,10 +92,57 @@ def test_the_readme_exp_show_line_fits_a_200_column_terminal(study_repo):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium absent (scripts/bootstrap.sh test installs it)")
+def test_dvc_plots_page_draws_every_chart_offline(study_repo, tmp_path):
+    from PIL import Image
+
+    repo, _, _ = study_repo
+    _sh(["dvc", "plots", "show"], repo)
+    page = repo / "dvc_plots" / "index.html"
+    html = page.read_text()
+    assert "<script src" not in html and "cdn.jsdelivr" not in html, "nothing loaded from the internet"
+    assert "train_images" not in html, "only meaningful curves: no constant column drawn"
+    chromium = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=15000",
+                "--window-size=1400,3000", f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([*chromium, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    definitions = yaml.safe_load((repo / "dvc.yaml").read_text())["plots"]
+    assert dom.count('class="marks"') == len(definitions) == 8, "one drawn chart per plot in dvc.yaml"
+    for title in ("ROC", "Loss", "Validation AUC", "Learning rate", "true positive rate"):
+        assert title in html
+    subprocess.run([*chromium, f"--screenshot={tmp_path / 'page.png'}", page.as_uri()], capture_output=True, timeout=120)
+    pixels = np.asarray(Image.open(tmp_path / "page.png").convert("L"))
+    assert (pixels < 200).mean() > 0.01, "lines, axes and cells are drawn, not a blank page"
+
+
+@pytest.mark.slow
 def test_second_repro_runs_nothing(study_repo):
     repo, _, _ = study_repo
     output = _sh(["dvc", "repro"], repo)
     assert "Running stage" not in output and "up to date" in output
+
+
+@pytest.mark.slow
+def test_a_failed_exp_run_keeps_the_data_and_the_readme_gets_back_to_the_committed_state(study_repo):
+    repo, _, _ = study_repo
+    raw = sorted(p.relative_to(repo) for p in (repo / "data" / "raw").rglob("*") if p.is_file())
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    failed = subprocess.run(["dvc", "exp", "run", "-S", "data=folder", "-S", "data.path=/nonexistent/typo"], cwd=repo,
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert failed.returncode != 0 and "data.path must name a folder" in failed.stdout + failed.stderr
+    assert sorted(p.relative_to(repo) for p in (repo / "data" / "raw").rglob("*") if p.is_file()) == raw, "data kept"
+    assert "params.yaml" in _sh(["git", "status", "--porcelain"], repo), "DVC composed params.yaml before running"
+    readme = (REPO / "README.md").read_text()
+    restore = next(l for l in readme.splitlines() if l.startswith("git checkout -- params.yaml dvc.lock"))
+    _sh(["bash", "-c", restore.split("  #")[0]], repo)
+    assert _sh(["git", "status", "--porcelain"], repo) == "" and "up to date" in _sh(["dvc", "status"], repo)
+    # The default remote (a folder beside the checkout) takes a push, and a pull brings back what the cache lost.
+    assert "pushed" in _sh(["dvc", "push"], repo)
+    assert (repo.parent / "crossmed-dvc-store").is_dir()
+    shutil.rmtree(repo / ".dvc" / "cache")
+    shutil.rmtree(repo / "models" / "export")
+    _sh(["dvc", "pull"], repo)
+    assert (repo / "models" / "export" / "model" / "model.json").is_file() and "up to date" in _sh(["dvc", "status"], repo)
 
 
 @pytest.mark.slow
