@@ -277,6 +277,9 @@ def test_mlflow_models_serve_answers_invocations(trained_study, tmp_path):
                 time.sleep(1)
         assert answer is not None, "no answer within 120 s"
         prediction = answer["predictions"][0]
+        readme = (REPO / "README.md").read_text()
+        sample = json.loads(next(l for l in readme.splitlines() if l.startswith('# {"predictions"'))[2:])
+        assert set(sample["predictions"][0]) == set(prediction), "the README shows what the server answers"
         assert prediction["p_opacity"] == pytest.approx(_evaluated(trained_study, "external_test")[dicom.stem], abs=2e-6)
         from test_deid_adversarial import _deflated_bomb
 
