@@ -59,6 +59,17 @@ def test_a_copied_checkout_shows_its_artifacts_and_loads_its_model_after_the_ori
         assert {"model", "evaluation", "training"} <= {f["path"] for f in listed["files"]}
         model_json = json.loads(_get(f"{base}/get-artifact?path=model/model.json&run_uuid={run_id}", time.time() + 10))
         assert model_json["classes"] == list(trained_study.study.classes)
+        # What the UI lists: the study alone (no empty Default), opened on its runs table (a model-training experiment).
+        experiments = json.loads(_get(f"{base}/ajax-api/2.0/mlflow/experiments/search?max_results=10", time.time() + 10))
+        (experiment,) = experiments["experiments"]
+        tags = {t["key"]: t["value"] for t in experiment["tags"]}
+        assert experiment["name"] == trained_study.mlflow.experiment_name
+        assert tags["mlflow.experimentKind"] == "custom_model_development" and tags["mlflow.note.content"]
+        run = json.loads(_get(f"{base}/ajax-api/2.0/mlflow/runs/get?run_id={run_id}", time.time() + 10))["run"]
+        assert run["inputs"]["dataset_inputs"][0]["dataset"]["digest"], "the Datasets column is not None"
+        model_id = {t["key"]: t["value"] for t in run["data"]["tags"]}["model.id"]
+        logged = json.loads(_get(f"{base}/ajax-api/2.0/mlflow/logged-models/{model_id}", time.time() + 10))["model"]
+        assert logged["info"]["source_run_id"] == run_id and logged["info"]["status"] == "LOGGED_MODEL_READY"
     finally:
         os.killpg(ui.pid, 15)
         ui.wait(timeout=30)
