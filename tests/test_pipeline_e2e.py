@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -101,7 +102,9 @@ def test_dvc_plots_page_draws_every_chart_offline(study_repo, tmp_path):
     page = repo / "dvc_plots" / "index.html"
     html = page.read_text()
     assert "<script src" not in html and "cdn.jsdelivr" not in html, "nothing loaded from the internet"
-    assert "train_images" not in html, "only meaningful curves: no constant column drawn"
+    drawn = set(re.findall(r'"field": "([a-z_]+)"', html))
+    assert {"train_loss", "val_loss", "val_auc", "learning_rate", "tpr", "precision", "observed"} <= drawn
+    assert "train_images" not in drawn, "only meaningful curves: no constant column drawn"
     chromium = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=15000",
                 "--window-size=1400,3000", f"--user-data-dir={tmp_path / 'profile'}"]
     dom = subprocess.run([*chromium, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
