@@ -24,6 +24,8 @@ def test_report_states_what_was_measured(trained_study, tmp_path):
     assert "built-in synthetic cohort" in text, "the demo data are named as such"
     assert "Source: **synthetic** (DICOM files, one folder per site)" in text and "dicom_sites" not in text
     assert "Leakage check: nothing across splits" in text and "finding one stops the run" in text
+    data_card = (Path(trained_study.paths.processed) / "data_card.md").read_text()
+    assert "Source: DICOM files, one folder per site" in data_card and "Leakage check: nothing across splits" in data_card
     card = (Path(trained_study.paths.models) / "export" / "model_card.md").read_text()
     assert card.count("Preprocessing: ") == 1, "the model card states the preprocessing once"
     assert "Arithmetic: training native" in text, "an in-process training computes natively, and the report says so"

@@ -74,18 +74,33 @@ def _row(name: str, summary: dict) -> str:
             f"{labels} |")
 
 
+SOURCE_FORMATS = {"dicom_sites": "DICOM files, one folder per site", "medmnist": "a MedMNIST file",
+                  "folder": "an image folder with a manifest"}
+LEAKAGE_POLICY = {"error": "finding one stops the run", "drop": "duplicates are dropped from the later split"}
+
+
+def leakage_sentence(leakage: dict) -> str:
+    """Return the leakage check's result in words: what was found across splits and what the policy does about it."""
+    found = leakage["patients_in_two_splits"] + leakage["identical_images_across_splits"]
+    dropped = len(leakage.get("dropped", []))
+    return (f"Leakage check: {'nothing' if not found else 'found'} across splits — {leakage['patients_in_two_splits']} "
+            f"patients in two splits, {leakage['identical_images_across_splits']} identical images"
+            f"{f', {dropped} dropped' if dropped else ''} (data.leakage={leakage['policy']}: "
+            f"{LEAKAGE_POLICY.get(leakage['policy'], leakage['policy'])}).")
+
+
 def data_card_markdown(card: dict) -> str:
     """Return the data card as a Markdown document for reviewers."""
     task = Task.from_dict(card["task"])
-    lines = [f"# Data card: {card['source'].get('name', card['source']['type'])}", "",
-             f"- Source: {', '.join(f'{k} = {v}' for k, v in card['source'].items())}",
+    source = card["source"]
+    kind = SOURCE_FORMATS.get(source["type"], source["type"])
+    lines = [f"# Data card: {source.get('name', kind)}", "",
+             f"- Source: {kind} ({', '.join(f'{k} = {v}' for k, v in source.items() if k != 'type')})",
              f"- Task: {task.type}; classes: {', '.join(task.classes)}",
              f"- Images: {card['images']} from {card['patients']} patients at sites {', '.join(card['sites'])}"
              f"{'; external: ' + ', '.join(card['external_sites']) if card['external_sites'] else ''}",
              f"- Processed image shape (C, spatial): {card['image_shape']}",
-             f"- Leakage check: {card['leakage_check']['patients_in_two_splits']} patients and "
-             f"{card['leakage_check']['identical_images_across_splits']} identical images across splits"
-             f" (policy {card['leakage_check']['policy']}, dropped {len(card['leakage_check']['dropped'])})", "",
+             f"- {leakage_sentence(card['leakage_check'])}", "",
              "## Preprocessing", "", *[f"{i}. {step}" for i, step in enumerate(card["preprocessing"], 1)], "",
              "## Splits", "", "| split / site | images | patients | images per patient | labels |", "|---|---|---|---|---|"]
     for split, parts in card["splits"].items():

@@ -15,6 +15,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from crossmed import __version__
+from crossmed.data.card import SOURCE_FORMATS, leakage_sentence
 from crossmed.errors import InputError
 from crossmed.files import write_text_atomic
 from crossmed.shareable_config import shareable
@@ -82,21 +83,6 @@ def data_section(card: dict, cfg: DictConfig) -> list[str]:
             "Splits are by patient (no patient in two splits). " + leakage_sentence(leakage), "",
             *markdown_table(["split", "site", "images", "patients", "labels"], rows),
             "Preprocessing: " + "; ".join(card["preprocessing"]) + ".", ""]
-
-
-SOURCE_FORMATS = {"dicom_sites": "DICOM files, one folder per site", "medmnist": "a MedMNIST file",
-                  "folder": "an image folder with a manifest"}
-LEAKAGE_POLICY = {"error": "finding one stops the run", "drop": "duplicates are dropped from the later split"}
-
-
-def leakage_sentence(leakage: dict) -> str:
-    """Return the leakage check's result in words: what was found across splits and what the policy does about it."""
-    found = leakage["patients_in_two_splits"] + leakage["identical_images_across_splits"]
-    dropped = len(leakage.get("dropped", []))
-    return (f"Leakage check: {'nothing' if not found else 'found'} across splits — {leakage['patients_in_two_splits']} "
-            f"patients in two splits, {leakage['identical_images_across_splits']} identical images"
-            f"{f', {dropped} dropped' if dropped else ''} (data.leakage={leakage['policy']}: "
-            f"{LEAKAGE_POLICY.get(leakage['policy'], leakage['policy'])}).")
 
 
 def _arithmetic_line(evaluation: Path) -> str:
