@@ -1,4 +1,4 @@
-"""The `crossmed` command: de-identify a site's DICOM tree, generate a site key, keep params.yaml in step with conf/, queue a random search, predict with an exported model."""
+"""The `crossmed` command: de-identify, keygen, params.yaml, sweeps, predict and serve an export, bundle check, MLflow UI."""
 
 import argparse
 import json
