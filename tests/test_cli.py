@@ -29,3 +29,16 @@ def test_deidentify_exit_codes_and_summary(tiny_study, tmp_path, capsys, copy_of
 def test_params_check(capsys):
     assert main(["params", "--check", "--path", str(REPO / "params.yaml"), "--conf-dir", str(REPO / "conf")]) == 0
     assert "agrees" in capsys.readouterr().out
+
+
+def test_every_command_and_argument_has_help_text():
+    import argparse
+
+    from crossmed.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    helped = {c.dest for c in commands._choices_actions if c.help}
+    assert helped == set(commands.choices), "every command has a line in `crossmed --help`"
+    for name, parser in commands.choices.items():
+        missing = [a.dest for a in parser._actions if not a.help and not isinstance(a, argparse._HelpAction)]
+        assert not missing, f"`crossmed {name}`: no help for {missing}"

@@ -210,8 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
                             description="DVC composes params.yaml from conf/ only on `dvc exp run`; `dvc repro` reads the "
                                         "committed file. This writes it, or checks that it equals the default composition.")
     params.add_argument("--check", action="store_true", help="exit 1 if params.yaml differs from conf/")
-    params.add_argument("--path", default="params.yaml")
-    params.add_argument("--conf-dir", default="conf")
+    params.add_argument("--path", default="params.yaml", help="the params file DVC reads (default params.yaml)")
+    params.add_argument("--conf-dir", default="conf", help="the Hydra config folder to compose (default conf)")
     params.set_defaults(handler=_params)
 
     sweep = sub.add_parser("sweep", help="random search: queue DVC experiments with values drawn from distributions",
