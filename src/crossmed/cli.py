@@ -144,6 +144,7 @@ def _ui(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the `crossmed` command."""
     from crossmed.deid.profile import OPTIONS
+    from crossmed.inference.serving import DEFAULT_MAX_REQUEST_MB
 
     parser = argparse.ArgumentParser(prog="crossmed", description=__doc__)
     parser.add_argument("--version", action="version", version=f"crossmed {__version__}")
@@ -252,7 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the MLflow model folder (default models/export/mlflow_model)")
     served.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     served.add_argument("--port", "-p", type=int, default=5001, help="port (default 5001)")
-    served.add_argument("--max-request-mb", type=float, default=64.0, help="largest request body in MiB (default 64)")
+    served.add_argument("--max-request-mb", type=float, default=DEFAULT_MAX_REQUEST_MB,
+                        help=f"largest request body in MiB (default {DEFAULT_MAX_REQUEST_MB})")
     served.set_defaults(handler=_serve)
 
     bundle = sub.add_parser("verify-bundle", help="check the exported MONAI bundle with MONAI's verify_metadata, offline",

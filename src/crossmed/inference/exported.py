@@ -8,7 +8,7 @@ import numpy as np
 
 from crossmed.errors import InputError
 from crossmed.data.recipe import Recipe
-from crossmed.inference.inputs import DESCRIPTION_FILE, model_description_path  # noqa: F401 (DESCRIPTION_FILE: callers)
+from crossmed.inference.inputs import model_description_path
 
 RUNTIMES = ("torchscript", "onnx")
 

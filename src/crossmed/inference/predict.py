@@ -11,6 +11,7 @@ from crossmed.data.sources.folder import image_id
 from crossmed.errors import CrossmedError, InputError
 from crossmed.inference.exported import ExportedModel, decide
 from crossmed.inference.image_bytes import BytesAsFile, load_npy, sniff
+from crossmed.inference.inputs import KNOWN
 from crossmed.inference.phi import PHIError, refuse_phi
 from crossmed.data.recipe import Recipe, prepare
 from crossmed.limits import PREDICT_LIMITS, check_file_size
@@ -51,7 +52,7 @@ def prepared_images(model: ExportedModel, paths: list[str | Path], allow_phi: bo
                 yield name, prepare(recipe, image, name)
             continue
         if image_kind(path) is None:
-            raise InputError(path, "unknown image type (known: .dcm, .nii, .nii.gz, .png, .jpg, .jpeg, .npy, .npz)")
+            raise InputError(path, f"unknown image type (known: {KNOWN})")
         if image_kind(path) == "dicom" and not allow_phi:
             refuse_phi(path)
         yield str(path), prepare(recipe, path)
