@@ -62,3 +62,16 @@ def test_two_gloo_processes_train_one_epoch(tmp_path, tiny_study):
     client = mlflow.MlflowClient(tracking_uri=cfg.mlflow.tracking_uri)
     runs = client.search_runs([client.get_run(run_id).info.experiment_id])
     assert len(runs) == 1 and runs[0].data.tags["device.processes"] == "2"
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_nccl_process_group_trains_on_cuda(tmp_path, tiny_study):
+    cfg = tiny_config(tmp_path, "device=cuda", "train.strategy=ddp", "train.ddp.nproc_per_node=1", "train.max_epochs=1",
+                      "train.batch_size=4")
+    cfg.paths.processed = tiny_study.paths.processed
+    OmegaConf.save(cfg, tmp_path / "ddp.yaml")
+    code, log = train_in_subprocess(str(tmp_path / "ddp.yaml"))
+    assert code == 0, log[-3000:]
+    assert "process group: 1 processes, backend nccl, rank 0 on cuda:0" in log
+    assert (tmp_path / "models" / "checkpoint.pt").is_file()

@@ -106,7 +106,7 @@ def test_bad_training_options_name_the_key(tmp_path, tiny_study, override, key):
     assert not (exp / "train" / "history.csv").exists()
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="mixed precision runs on CUDA only")
+@pytest.mark.gpu
 def test_amp_training_on_cuda(tmp_path, tiny_study):
     from crossmed.training.study import train_study
 
@@ -119,6 +119,20 @@ def test_amp_training_on_cuda(tmp_path, tiny_study):
     assert np.isfinite(history[["train_loss", "val_loss"]].to_numpy()).all() and 0.0 <= best["val_auc"] <= 1.0
     weights = torch.load(f"{cfg.paths.models}/checkpoint.pt", weights_only=True)["state_dict"]
     assert all(v.dtype != torch.float16 for v in weights.values()), "autocast keeps the stored weights in float32"
+
+
+@pytest.mark.gpu
+def test_deterministic_cuda_training_repeats(tmp_path, tiny_study):
+    from crossmed.training.study import train_study
+
+    histories = []
+    for name in ("first", "second"):
+        cfg = tiny_config(tmp_path / name, "train.max_epochs=2", "device=cuda", "train.deterministic=true")
+        cfg.paths.processed = tiny_study.paths.processed
+        exp = Path(cfg.paths.experiments)
+        train_study(cfg, f"{cfg.paths.models}/checkpoint.pt", exp / "train/history.csv", exp / "train/mlflow_run.json")
+        histories.append(pd.read_csv(exp / "train" / "history.csv")[["train_loss", "val_loss", "val_auc"]])
+    pd.testing.assert_frame_equal(*histories, check_exact=True)
 
 
 def test_compiled_training_saves_the_plain_network(tmp_path, tiny_study):
