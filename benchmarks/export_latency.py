@@ -50,7 +50,7 @@ def main() -> None:
     """Measure the study's export (when present) and a ResNet-18 at 224 px; print one JSON object."""
     from monai.networks.nets import resnet18
 
-    from crossmed.evaluation.study import load_trained_network
+    from crossmed.model.checkpoint import load_trained_network
     from crossmed.export.onnx_export import export_onnx
     from crossmed.export.torchscript import export_torchscript
 

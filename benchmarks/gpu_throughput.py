@@ -44,7 +44,7 @@ def measure(model: str, amp: bool, images: np.ndarray, labels: np.ndarray, batch
     """Train `model` (a conf/model name) for `epochs` and return its throughput, utilisation and peak GPU memory."""
     from crossmed.data.task import Task
     from crossmed.devices import seed_everything
-    from crossmed.networks import build_network, fit_to_task
+    from crossmed.model.networks import build_network, fit_to_task
     from crossmed.training.loaders import make_loader
     from crossmed.training.loop import TrainSettings, fit
 

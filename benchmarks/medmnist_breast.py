@@ -29,28 +29,28 @@ PAPER = {"model": "ResNet-18 (28)", "auc": 0.901, "accuracy": 0.863, "source": "
 
 def run_once(npz: Path, seed: int, root: Path, overrides: list[str]) -> dict:
     """Run the study once with `seed`; return its figures."""
-    from crossmed.data.preprocess import preprocess_study
-    from crossmed.deid.study import deidentify_source
-    from crossmed.evaluation.study import evaluate_study
+    from crossmed.stages import preprocess as preprocess_stage
+    from crossmed.stages import deidentify as deidentify_stage
+    from crossmed.stages import evaluate as evaluate_stage
     from crossmed.logs import configure_logging
     from crossmed.params_file import compose_params
-    from crossmed.training.study import train_study
+    from crossmed.study_paths import folder_overrides
+    from crossmed.stages import train as train_stage
 
     configure_logging("benchmark")
     cfg = OmegaConf.create(compose_params(REPO / "conf", overrides=[
-        "data=medmnist", "data.subset=breastmnist", f"data.path={npz}", "data.leakage=drop", f"seed={seed}", *overrides]))
-    for key in ("deidentified", "processed", "models", "experiments"):
-        cfg.paths[key] = str(root / key)
+        "data=medmnist", "data.subset=breastmnist", f"data.path={npz}", "data.leakage=drop", f"seed={seed}",
+        *folder_overrides(root, ("deidentified", "processed", "models", "experiments")), *overrides]))
     cfg.mlflow.tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
-    exp, checkpoint = root / "experiments", root / "models" / "checkpoint.pt"
-    deidentify_source(cfg)
+    exp = Path(cfg.paths.experiments)
+    deidentify_stage.run(cfg)
     started = time.perf_counter()
-    card = preprocess_study(cfg, cfg.paths.deidentified, cfg.paths.processed)
+    card = preprocess_stage.run(cfg)
     preprocess_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    best = train_study(cfg, checkpoint, exp / "train" / "history.csv", exp / "train" / "mlflow_run.json")
+    best = train_stage.run(cfg)
     train_seconds = time.perf_counter() - started
-    metrics = evaluate_study(cfg, checkpoint, exp / "train" / "mlflow_run.json", exp / "metrics.json", exp / "evaluation")
+    metrics = evaluate_stage.run(cfg)
     predictions = pd.read_csv(exp / "evaluation" / "predictions_internal_test.csv")
     argmax_accuracy = accuracy_score(predictions["actual"], (predictions["probability"] >= 0.5).astype(int))
     return {"seed": seed, "test_auc": metrics["internal_test"]["auc"],

@@ -21,10 +21,10 @@ def main() -> None:
     """Play the pointing game on the internal and external test sets at every convolutional block; print JSON."""
     from crossmed.data.processed import ProcessedData
     from crossmed.evaluation.pointing import finding_positions, pointing_game
-    from crossmed.evaluation.saliency import grad_cam, saliency_layer
-    from crossmed.training.checkpoint import load_checkpoint
-    from crossmed.training.inference import predict_probabilities
-    from crossmed.networks import build_network
+    from crossmed.model.saliency import grad_cam, saliency_layer
+    from crossmed.model.checkpoint import load_checkpoint
+    from crossmed.model.probabilities import predict_probabilities
+    from crossmed.model.networks import build_network
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default=str(REPO / "models" / "checkpoint.pt"))

@@ -1,6 +1,6 @@
 """Training speed with and without portable CPU arithmetic (reproducibility.cpu), on the same data; prints JSON.
 
-Each variant runs the train stage in its own process (`python -m crossmed.training.standalone`, as `dvc repro`
+Each variant runs the train stage in its own process (`python -m crossmed.stages train`, as `dvc repro`
 would) for --epochs epochs; throughput is the median of the per-epoch images/second the stage logs, after the
 first epoch. Portable runs also report their checkpoint's md5 (the same for every portable run, on any CPU).
 Uses the processed data of the current checkout (run `dvc repro` first) or --processed.
@@ -24,19 +24,20 @@ EPOCH_LINE = re.compile(r"epoch (\d+)/\d+ done: .* (\d+) img/s")
 
 def _config(root: Path, processed: Path, epochs: int, mode: str, overrides: list[str]) -> Path:
     from crossmed.params_file import compose_params
+    from crossmed.study_paths import folder_overrides
 
     cfg = OmegaConf.create(compose_params(REPO / "conf", overrides=[f"train.max_epochs={epochs}", "device=cpu",
                                                                     f"reproducibility.cpu={mode}", "train.resume=false",
-                                                                    *overrides]))
+                                                                    *folder_overrides(root, ("models", "experiments")), *overrides]))
     cfg.paths.processed = str(processed)
-    cfg.paths.models, cfg.paths.experiments = str(root / "models"), str(root / "experiments")
     cfg.mlflow.tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
     OmegaConf.save(cfg, root / "config.yaml")
     return root / "config.yaml"
 
 
 def _train(root: Path, processed: Path, epochs: int, mode: str, overrides: list[str]) -> dict:
-    from crossmed.training.standalone import train_in_subprocess
+    sys.path.insert(0, str(REPO / "tests"))  # the tests' helper that runs the train stage in its own process
+    from processes import train_in_subprocess
 
     root.mkdir(parents=True)
     code, log = train_in_subprocess(str(_config(root, processed, epochs, mode, overrides)))

@@ -25,11 +25,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _config(root: Path, overrides: list[str]):
     from crossmed.params_file import compose_params
+    from crossmed.study_paths import folder_overrides
 
-    cfg = OmegaConf.create(compose_params(REPO / "conf", overrides=overrides))
-    for key in ("deidentified", "processed"):
-        cfg.paths[key] = str(root / key)
-    return cfg
+    return OmegaConf.create(compose_params(REPO / "conf", overrides=[*overrides, *folder_overrides(root, ("deidentified", "processed"))]))
 
 
 def write_png_folder(folder: Path, count: int, size: int = 256) -> None:
@@ -53,8 +51,8 @@ def write_png_folder(folder: Path, count: int, size: int = 256) -> None:
 
 def main() -> None:
     """Run the timings and print one JSON object."""
-    from crossmed.data.preprocess import preprocess_study
-    from crossmed.deid.study import deidentify_source
+    from crossmed.stages import preprocess as preprocess_stage
+    from crossmed.stages import deidentify as deidentify_stage
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--medmnist", type=Path, default=REPO.parent / "shared" / "data" / "breastmnist.npz")
@@ -66,7 +64,7 @@ def main() -> None:
         tmp = Path(tmp)
         if args.medmnist.is_file():
             cfg = _config(tmp / "mm", ["data=medmnist", f"data.path={args.medmnist.resolve()}", "data.leakage=drop"])
-            seconds = median_seconds(lambda: preprocess_study(cfg, cfg.paths.deidentified, cfg.paths.processed), args.repeats)
+            seconds = median_seconds(lambda: preprocess_stage.run(cfg), args.repeats)
             images = len(pd.read_csv(Path(cfg.paths.processed) / "manifest.csv"))
             figures["breastmnist_28"] = {"images": images, "seconds": round(seconds, 3),
                                          "images_per_second": round(images / seconds, 1)}
@@ -78,8 +76,8 @@ def main() -> None:
         for workers in (1, 2):
             cfg = _config(tmp / f"w{workers}", ["data=folder", f"data.path={folder}", "data.image_size=64",
                                                 "data.spacing_mm=null", f"data.workers={workers}", f"deid.workers={workers}"])
-            deid = median_seconds(lambda: deidentify_source(cfg), args.repeats)
-            prep = median_seconds(lambda: preprocess_study(cfg, cfg.paths.deidentified, cfg.paths.processed), args.repeats)
+            deid = median_seconds(lambda: deidentify_stage.run(cfg), args.repeats)
+            prep = median_seconds(lambda: preprocess_stage.run(cfg), args.repeats)
             figures["png_folder"][f"workers_{workers}"] = {
                 "deidentify_seconds": round(deid, 2), "deidentify_images_per_second": round(args.pngs / deid, 1),
                 "preprocess_seconds": round(prep, 2), "preprocess_images_per_second": round(args.pngs / prep, 1)}

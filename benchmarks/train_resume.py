@@ -21,17 +21,19 @@ COMPARED = ["epoch", "train_loss", "val_loss", "val_auc", "learning_rate"]
 
 def _config(root: Path, epochs: int) -> Path:
     from crossmed.params_file import compose_params
+    from crossmed.study_paths import folder_overrides
 
-    cfg = OmegaConf.create(compose_params(REPO / "conf", overrides=[f"train.max_epochs={epochs}", "train.log_every_steps=1"]))
+    cfg = OmegaConf.create(compose_params(REPO / "conf", overrides=[f"train.max_epochs={epochs}", "train.log_every_steps=1",
+                                                                    *folder_overrides(root, ("models", "experiments"))]))
     cfg.paths.processed = str(REPO / "data" / "processed")
-    cfg.paths.models, cfg.paths.experiments = str(root / "models"), str(root / "experiments")
     cfg.mlflow.tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
     OmegaConf.save(cfg, root / "config.yaml")
     return root / "config.yaml"
 
 
 def _train(config: Path, kill_at: str | None = None) -> tuple[float, str]:
-    from crossmed.training.standalone import train_in_subprocess
+    sys.path.insert(0, str(REPO / "tests"))  # the tests' helper that runs the train stage in its own process
+    from processes import train_in_subprocess
 
     started = time.perf_counter()
     code, log = train_in_subprocess(str(config), kill_at)

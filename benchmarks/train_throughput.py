@@ -28,12 +28,12 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _config(root: Path, processed: Path, epochs: int, overrides: list[str]) -> Path:
     from crossmed.params_file import compose_params
+    from crossmed.study_paths import folder_overrides
 
     # native arithmetic, as the bare loop computes (benchmarks/portable_cpu.py compares the two modes)
     cfg = OmegaConf.create(compose_params(REPO / "conf", overrides=[f"train.max_epochs={epochs}", "reproducibility.cpu=native",
-                                                                    *overrides]))
+                                                                    *folder_overrides(root, ("models", "experiments")), *overrides]))
     cfg.paths.processed = str(processed)
-    cfg.paths.models, cfg.paths.experiments = str(root / "models"), str(root / "experiments")
     cfg.mlflow.tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
     OmegaConf.save(cfg, root / "config.yaml")
     return root / "config.yaml"
@@ -57,7 +57,7 @@ def bare_loop(config: str) -> None:
 
     from crossmed.data.processed import ProcessedData
     from crossmed.devices import seed_everything
-    from crossmed.networks import build_network, fit_to_task
+    from crossmed.model.networks import build_network, fit_to_task
 
     cfg = OmegaConf.load(config)
     data = ProcessedData.load(cfg.paths.processed)
@@ -116,7 +116,7 @@ def main() -> None:
                     report = json.loads((root / "log.txt").read_text().strip().splitlines()[-1])
                     rates, threads = report["images_per_second"], report["threads"]
                 else:
-                    seconds, peak = _run([sys.executable, "-m", "crossmed.training.standalone", str(config)], root / "log.txt")
+                    seconds, peak = _run([sys.executable, "-m", "crossmed.stages", "train", str(config)], root / "log.txt")
                     rates = pd.read_csv(root / "experiments" / "train" / "history.csv")["images_per_second"].tolist()
                 runs[name].append({"images_per_second": statistics.median(rates[1:]), "peak_memory_mib": peak,
                                    "process_seconds": seconds})

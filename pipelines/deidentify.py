@@ -5,9 +5,9 @@ from crossmed.stage import run_stage
 
 def deidentify(cfg) -> None:
     """De-identify data.input into paths.deidentified."""
-    from crossmed.deid.study import deidentify_source  # here, not at the top: see crossmed.stage
+    from crossmed.stages import deidentify as stage  # here, not at the top: see crossmed.stage
 
-    deidentify_source(cfg)
+    stage.run(cfg)
 
 
 if __name__ == "__main__":

@@ -4,11 +4,10 @@ from crossmed.stage import run_stage
 
 
 def evaluate(cfg) -> None:
-    """Write experiments/metrics.json and experiments/evaluation/."""
-    from crossmed.evaluation.study import evaluate_study  # here, not at the top: see crossmed.stage
+    """Write paths.metrics and paths.evaluation."""
+    from crossmed.stages import evaluate as stage  # here, not at the top: see crossmed.stage
 
-    evaluate_study(cfg, f"{cfg.paths.models}/checkpoint.pt", f"{cfg.paths.experiments}/train/mlflow_run.json",
-                   f"{cfg.paths.experiments}/metrics.json", f"{cfg.paths.experiments}/evaluation")
+    stage.run(cfg)
 
 
 if __name__ == "__main__":

@@ -4,10 +4,10 @@ from crossmed.stage import run_stage
 
 
 def export(cfg) -> None:
-    """Write models/export/ and register the MLflow model."""
-    from crossmed.export.study import export_study  # here, not at the top: see crossmed.stage
+    """Write paths.export and register the MLflow model."""
+    from crossmed.stages import export as stage  # here, not at the top: see crossmed.stage
 
-    export_study(cfg, f"{cfg.paths.models}/checkpoint.pt", f"{cfg.paths.experiments}/train/mlflow_run.json", cfg.paths.models)
+    stage.run(cfg)
 
 
 if __name__ == "__main__":

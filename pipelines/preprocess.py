@@ -5,9 +5,9 @@ from crossmed.stage import run_stage
 
 def preprocess(cfg) -> None:
     """Write paths.processed from paths.deidentified (or the MedMNIST file in data.path)."""
-    from crossmed.data.preprocess import preprocess_study  # here, not at the top: see crossmed.stage
+    from crossmed.stages import preprocess as stage  # here, not at the top: see crossmed.stage
 
-    preprocess_study(cfg, cfg.paths.deidentified, cfg.paths.processed)
+    stage.run(cfg)
 
 
 if __name__ == "__main__":

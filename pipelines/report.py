@@ -4,10 +4,10 @@ from crossmed.stage import run_stage
 
 
 def report(cfg) -> None:
-    """Write experiments/reports/validation_report.md and .html."""
-    from crossmed.evaluation.report_stage import report_study  # here, not at the top: see crossmed.stage
+    """Write paths.reports (the validation report, Markdown and HTML)."""
+    from crossmed.stages import report as stage  # here, not at the top: see crossmed.stage
 
-    report_study(cfg, f"{cfg.paths.models}/checkpoint.pt", f"{cfg.paths.experiments}/train/mlflow_run.json", f"{cfg.paths.experiments}/reports")
+    stage.run(cfg)
 
 
 if __name__ == "__main__":

@@ -4,10 +4,10 @@ from crossmed.stage import run_stage
 
 
 def synthesize(cfg) -> None:
-    """Write every site's DICOM files, labels and demo keys when data.source is synthetic; otherwise a note."""
-    from crossmed.data.sources.acquire import acquire_source  # here, not at the top: see crossmed.stage
+    """Write paths.raw: the built-in cohort for data.source=synthetic, otherwise a note."""
+    from crossmed.stages import synthesize as stage  # here, not at the top: see crossmed.stage
 
-    acquire_source(cfg)
+    stage.run(cfg)
 
 
 if __name__ == "__main__":

@@ -33,71 +33,39 @@ def _no_ambient_mlflow(monkeypatch):
 
 
 def tiny_config(root: Path, *overrides: str):
-    """Return the smoke-experiment config with every path under `root`."""
+    """Return the smoke-experiment config with every path under `root` (root/raw, root/models, ...)."""
     from crossmed.params_file import compose_params
+    from crossmed.study_paths import folder_overrides
 
-    params = compose_params(REPO / "conf", overrides=["experiment=smoke", *overrides])
-    cfg = OmegaConf.create(params)
-    for key in ("raw", "site", "deidentified", "processed", "models", "experiments"):
-        cfg.paths[key] = str(root / key)
-    if cfg.data.source == "synthetic":  # other sources keep their keys beside their data
-        cfg.data.key_dir = cfg.deid.key_dir = str(root / "site" / "keys")
-    cfg.deid.site_records = str(root / "site" / "records")
+    cfg = OmegaConf.create(compose_params(REPO / "conf", overrides=["experiment=smoke", *folder_overrides(root), *overrides]))
     cfg.mlflow.tracking_uri = f"sqlite:///{root / 'experiments' / 'mlflow.db'}"
     return cfg
 
 
-def run_stages(cfg, through: str = "report"):
-    """Run the stages after synthesize by the library, as DVC would, up to and including `through`."""
-    from crossmed.data.preprocess import preprocess_study
-    from crossmed.deid.study import deidentify_source
-    from crossmed.evaluation.study import evaluate_study
-    from crossmed.evaluation.report_stage import report_study
-    from crossmed.export.study import export_study
-    from crossmed.training.study import train_study
+STAGES = ("synthesize", "deidentify", "preprocess", "train", "evaluate", "export", "report")
 
-    exp, checkpoint = Path(cfg.paths.experiments), f"{cfg.paths.models}/checkpoint.pt"
-    steps = [("deidentify", lambda: deidentify_source(cfg)),
-             ("preprocess", lambda: preprocess_study(cfg, cfg.paths.deidentified, cfg.paths.processed)),
-             ("train", lambda: train_study(cfg, checkpoint, exp / "train/history.csv", exp / "train/mlflow_run.json")),
-             ("evaluate", lambda: evaluate_study(cfg, checkpoint, exp / "train/mlflow_run.json", exp / "metrics.json",
-                                                 exp / "evaluation")),
-             ("export", lambda: export_study(cfg, checkpoint, exp / "train/mlflow_run.json", cfg.paths.models)),
-             ("report", lambda: report_study(cfg, checkpoint, exp / "train/mlflow_run.json", exp / "reports"))]
-    for name, step in steps:
-        step()
-        if name == through:
-            return
+
+def run_stages(cfg, through: str = "report", first: str = "deidentify"):
+    """Run the stages from `first` through `through` by the library (crossmed.stages.<name>.run), as DVC would."""
+    import importlib
+
+    for name in STAGES[STAGES.index(first):STAGES.index(through) + 1]:
+        importlib.import_module(f"crossmed.stages.{name}").run(cfg)
 
 
 @pytest.fixture(scope="session")
 def tiny_study(tmp_path_factory):
     """A tiny study run through synthesize -> deidentify -> preprocess by the library; returns its config."""
-    from crossmed.data.preprocess import preprocess_study
-    from crossmed.deid.study import deidentify_study
-    from crossmed.synthetic.cohort import CohortSpec, write_cohort
-
-    root = tmp_path_factory.mktemp("study")
-    cfg = tiny_config(root)
-    write_cohort(CohortSpec.from_config(cfg.data.synthetic), cfg.paths.raw, cfg.deid.key_dir)
-    deidentify_study(cfg.paths.raw, cfg.paths.deidentified, list(cfg.study.sites), cfg.deid)
-    preprocess_study(cfg, cfg.paths.deidentified, cfg.paths.processed)
+    cfg = tiny_config(tmp_path_factory.mktemp("study"))
+    run_stages(cfg, first="synthesize", through="preprocess")
     return cfg
 
 
 @pytest.fixture(scope="session")
 def trained_study(tiny_study, tmp_path_factory):
     """The tiny study after train -> evaluate -> export, with a real sqlite MLflow store."""
-    from crossmed.evaluation.study import evaluate_study
-    from crossmed.export.study import export_study
-    from crossmed.training.study import train_study
-
-    cfg = tiny_study
-    exp = Path(cfg.paths.experiments)
-    train_study(cfg, f"{cfg.paths.models}/checkpoint.pt", exp / "train/history.csv", exp / "train/mlflow_run.json")
-    evaluate_study(cfg, f"{cfg.paths.models}/checkpoint.pt", exp / "train/mlflow_run.json", exp / "metrics.json", exp / "evaluation")
-    export_study(cfg, f"{cfg.paths.models}/checkpoint.pt", exp / "train/mlflow_run.json", cfg.paths.models)
-    return cfg
+    run_stages(tiny_study, first="train", through="export")
+    return tiny_study
 
 
 @pytest.fixture

@@ -73,7 +73,7 @@ def test_multiclass_and_multilabel_calibration_and_temperature():
 
 def test_zero_width_intervals_are_marked_unreliable_and_printed_with_a_mark():
     from crossmed.evaluation.bootstrap import BootstrapSettings, interval
-    from crossmed.evaluation.report import with_ci
+    from crossmed.reporting.sections import with_ci
 
     settings = BootstrapSettings(resamples=5)
     flat = interval(1.0, np.ones(5), settings, reliable=True)  # every resample agrees: specificity 1.000 (1.000 to 1.000)

@@ -243,7 +243,7 @@ def test_unsafe_patient_prefixes_are_refused(prefix):
 
 
 def test_site_names_that_would_leave_the_output_folder_are_refused(tiny_study, tmp_path):
-    from crossmed.deid.study import deidentify_study
+    from crossmed.sources.synthetic import deidentify_study
 
     with pytest.raises(ConfigError, match="site code"):
         deidentify_study(tiny_study.paths.raw, tmp_path / "out", ["../../..", "KR"], tiny_study.deid)
@@ -365,7 +365,7 @@ def test_folder_images_are_rewritten_from_their_pixels(tmp_path, tiny_study):
 
     from conftest import tiny_config
     from crossmed.data.image_files import read_image_file
-    from crossmed.deid.study import deidentify_source
+    from crossmed.stages import deidentify as deidentify_stage
     from test_deid_images import HANGUL, _planted_jpeg, _planted_nifti, _planted_png
 
     folder, patient = tmp_path / "export", "홍길동_800101-1234567"
@@ -379,7 +379,7 @@ def test_folder_images_are_rewritten_from_their_pixels(tmp_path, tiny_study):
     (folder / "keys").mkdir()
     (folder / "keys" / "A.key").write_bytes(KEY)
     cfg = tiny_config(tmp_path, "data=folder", f"data.path={folder}", "study.external_sites=[]")
-    deidentify_source(cfg)
+    deidentify_stage.run(cfg)
     out = Path(cfg.paths.deidentified)
     needles = [*PHI, HANGUL, "800101-1234567", "Gildong", "example.kr", patient]
     for path in (p for p in out.rglob("*") if p.is_file()):
@@ -398,7 +398,7 @@ def test_folder_images_are_rewritten_from_their_pixels(tmp_path, tiny_study):
 def test_manifest_site_names_are_checked_before_anything_is_written(tmp_path, tiny_study):
     import pandas as pd
 
-    from crossmed.deid.study import deidentify_source
+    from crossmed.stages import deidentify as deidentify_stage
     from conftest import tiny_config
 
     folder = tmp_path / "export"
@@ -407,7 +407,7 @@ def test_manifest_site_names_are_checked_before_anything_is_written(tmp_path, ti
                    "age": "40"}]).to_csv(folder / "manifest.csv", index=False)
     cfg = tiny_config(tmp_path, "data=folder", f"data.path={folder}", "study.external_sites=[]")
     with pytest.raises(ConfigError, match="site code '../../..'"):
-        deidentify_source(cfg)
+        deidentify_stage.run(cfg)
     assert not Path(cfg.paths.deidentified).exists()
 
 
@@ -451,13 +451,13 @@ def test_csv_cells_a_spreadsheet_would_run_are_escaped(tmp_path):
 
 def test_a_study_folder_named_after_a_patient_is_refused(tmp_path, tiny_study):
     from conftest import tiny_config
-    from crossmed.deid.study import deidentify_source
+    from crossmed.stages import deidentify as deidentify_stage
 
     folder = tmp_path / f"export_{RRN}"
     write(base_dataset(), folder / "IM1.dcm")
     cfg = tiny_config(tmp_path, "data=folder", f"data.path={folder}", "study.external_sites=[]")
     with pytest.raises(ConfigError, match="data.path.*korean_rrn"):
-        deidentify_source(cfg)
+        deidentify_stage.run(cfg)
 
 
 def test_a_picture_over_the_pixel_limit_is_a_message_not_a_traceback(tmp_path):

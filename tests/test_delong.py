@@ -51,16 +51,18 @@ def test_evaluate_compares_with_another_run_and_refuses_other_cases(trained_stud
     from pathlib import Path
 
     import pandas as pd
+    from omegaconf import OmegaConf
 
     from crossmed.errors import ConfigError, InputError
-    from crossmed.evaluation.study import evaluate_study
+    from crossmed.stages import evaluate as evaluate_stage
 
     exp = Path(trained_study.paths.experiments)
     run_id = json.loads((exp / "train" / "mlflow_run.json").read_text())["run_id"]
-    cfg = trained_study.copy()
-    checkpoint = f"{cfg.paths.models}/checkpoint.pt"
+    cfg = OmegaConf.merge(trained_study, {})  # a copy: the shared fixture stays as it is
     cfg.evaluate.compare_with = run_id  # the same model: no difference
-    metrics = evaluate_study(cfg, checkpoint, exp / "train/mlflow_run.json", tmp_path / "metrics.json", tmp_path / "evaluation")
+    cfg.paths.metrics, cfg.paths.evaluation = str(tmp_path / "metrics.json"), str(tmp_path / "evaluation")
+    cfg.paths.operating_point, cfg.paths.all_metrics = f"{cfg.paths.evaluation}/operating_point.json", f"{cfg.paths.evaluation}/metrics_all.json"
+    metrics = evaluate_stage.run(cfg)
     assert metrics["internal_test_vs_reference"] == {"auc_difference": 0.0, "p_value": 1.0}
     comparison = json.loads((tmp_path / "evaluation" / "comparison.json").read_text())
     assert comparison["sets"]["external_test"]["compared_with"] == f"MLflow run {run_id}"
@@ -69,10 +71,12 @@ def test_evaluate_compares_with_another_run_and_refuses_other_cases(trained_stud
     table = pd.read_csv(other / "predictions_internal_test.csv")
     table.iloc[1:].to_csv(other / "predictions_internal_test.csv", index=False)  # one image fewer than our test set
     cfg.evaluate.compare_with = str(other)
+    cfg.paths.metrics, cfg.paths.evaluation = str(tmp_path / "m2.json"), str(tmp_path / "e2")
+    cfg.paths.operating_point, cfg.paths.all_metrics = f"{cfg.paths.evaluation}/operating_point.json", f"{cfg.paths.evaluation}/metrics_all.json"
     with pytest.raises(InputError, match="1 of .* internal_test images have no reference prediction"):
-        evaluate_study(cfg, checkpoint, exp / "train/mlflow_run.json", tmp_path / "m2.json", tmp_path / "e2")
+        evaluate_stage.run(cfg)
     assert not (tmp_path / "e2").exists() and not (tmp_path / "m2.json").exists(), "nothing half-written"
     assert not list(tmp_path.glob(".e2.*")), "no temporary folder left behind"
     cfg.evaluate.compare_with = "0123456789abcdef"
     with pytest.raises(ConfigError, match="evaluate.compare_with"):
-        evaluate_study(cfg, checkpoint, exp / "train/mlflow_run.json", tmp_path / "m3.json", tmp_path / "e3")
+        evaluate_stage.run(cfg)

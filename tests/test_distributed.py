@@ -13,7 +13,7 @@ from conftest import tiny_config
 from crossmed.errors import ConfigError
 from crossmed.training.distributed import Ranks, shard
 from crossmed.training.loaders import ShardedBatchSampler
-from crossmed.training.standalone import train_in_subprocess
+from processes import train_in_subprocess
 
 
 @pytest.mark.parametrize("count,batch,world", [(19, 8, 2), (17, 8, 2), (33, 4, 3), (5, 64, 4), (64, 8, 2)])

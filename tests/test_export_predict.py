@@ -228,7 +228,7 @@ def test_mlflow_model_takes_image_bytes_in_a_fresh_process_and_is_registered(tra
 def test_perturbed_artifacts_fail_the_parity_check(trained_study, tmp_path):
     import torch
 
-    from crossmed.evaluation.study import load_trained_network
+    from crossmed.model.checkpoint import load_trained_network
     from crossmed.export.onnx_export import check_onnx_parity
     from crossmed.export.torchscript import check_parity
 
@@ -357,13 +357,13 @@ def test_model_card_states_use_data_evaluation_and_versions(trained_study):
 def test_failed_parity_or_bad_format_writes_nothing(trained_study, tmp_path):
     from omegaconf import OmegaConf
 
-    from crossmed.export.study import export_study
+    from crossmed.stages import export as export_stage
 
-    exp = Path(trained_study.paths.experiments)
     cfg = OmegaConf.merge(trained_study, {"export": {"onnx_parity_atol": -1.0, "register": False}})
+    cfg.paths.export = str(tmp_path / "export")
     with pytest.raises(ParityError, match="onnxruntime probabilities differ"):
-        export_study(cfg, f"{trained_study.paths.models}/checkpoint.pt", exp / "train/mlflow_run.json", tmp_path)
+        export_stage.run(cfg)
     assert not (tmp_path / "export").exists() and not list(tmp_path.iterdir()), "nothing half-written"
-    cfg = OmegaConf.merge(trained_study, {"export": {"formats": ["torchscript", "tflite"]}})
+    cfg = OmegaConf.merge(trained_study, {"export": {"formats": ["torchscript", "tflite"]}, "paths": {"export": str(tmp_path / "export")}})
     with pytest.raises(ConfigError, match="export.formats"):
-        export_study(cfg, f"{trained_study.paths.models}/checkpoint.pt", exp / "train/mlflow_run.json", tmp_path)
+        export_stage.run(cfg)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import SHARED
-from crossmed.data.medmnist import SUBSETS, load_medmnist, official_file_name
+from crossmed.sources.medmnist_files import SUBSETS, load_medmnist, official_file_name
 from crossmed.errors import ConfigError, InputError
 
 

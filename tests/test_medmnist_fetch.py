@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from crossmed.data.medmnist import SUBSETS, file_md5
-from crossmed.data.medmnist_fetch import fetch_medmnist
+from crossmed.sources.medmnist_files import SUBSETS, file_md5
+from crossmed.sources.medmnist_files import fetch_medmnist
 from crossmed.errors import InputError
 from test_medmnist import write_npz
 

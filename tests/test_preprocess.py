@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from conftest import tiny_config
-from crossmed.data.preprocess import preprocess_study
+from crossmed.stages import preprocess as preprocess_stage
 from crossmed.data.processed import ProcessedData
 from crossmed.data.split import LeakageError, assign_splits, check_leakage
 from crossmed.errors import ConfigError, InputError
@@ -88,9 +88,9 @@ def test_every_unreadable_image_is_named_and_nothing_is_written(tiny_study, tmp_
     victims = sorted((deid / "KR").rglob("*.dcm"))[:2]
     for victim in victims:
         victim.write_bytes(b"garbage")
-    cfg = tiny_config(tmp_path)
+    cfg = tiny_config(tmp_path, f"paths.deidentified='{deid}'", f"paths.processed='{tmp_path / 'out'}'")
     with pytest.raises(InputError) as err:
-        preprocess_study(cfg, deid, tmp_path / "out")
+        preprocess_stage.run(cfg)
     assert "2 problem(s)" in str(err.value) and all(str(v) in str(err.value) for v in victims)
     assert not (tmp_path / "out").exists(), "nothing half-written"
 
@@ -98,14 +98,14 @@ def test_every_unreadable_image_is_named_and_nothing_is_written(tiny_study, tmp_
 def test_label_table_problems_are_named(tiny_study, tmp_path):
     deid = tmp_path / "deid"
     shutil.copytree(tiny_study.paths.deidentified, deid)
-    cfg = tiny_config(tmp_path)
+    cfg = tiny_config(tmp_path, f"paths.deidentified='{deid}'", f"paths.processed='{tmp_path / 'out'}'")
     labels = pd.read_csv(deid / "KR" / "labels.csv", dtype=str)
     labels.iloc[1:].to_csv(deid / "KR" / "labels.csv", index=False)
     with pytest.raises(InputError, match="has no row in"):
-        preprocess_study(cfg, deid, tmp_path / "out")
+        preprocess_stage.run(cfg)
     labels.assign(finding="maybe").to_csv(deid / "KR" / "labels.csv", index=False)
     with pytest.raises(InputError, match="'finding' must be 0 or 1"):
-        preprocess_study(cfg, deid, tmp_path / "out")
+        preprocess_stage.run(cfg)
     cfg.study.sites = ["XX"]
     with pytest.raises(InputError, match="no de-identified folder for site XX"):
-        preprocess_study(cfg, deid, tmp_path / "out")
+        preprocess_stage.run(cfg)

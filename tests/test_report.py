@@ -7,13 +7,14 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
+from omegaconf import OmegaConf
 
-from crossmed.evaluation.report_stage import report_study
+from crossmed.stages import report as report_stage
 
 
 def test_report_states_what_was_measured(trained_study, tmp_path):
     exp = Path(trained_study.paths.experiments)
-    md_path, html_path = report_study(trained_study, f"{trained_study.paths.models}/checkpoint.pt", exp / "train" / "mlflow_run.json", exp / "reports")
+    md_path, html_path = report_stage.run(trained_study)
     text, html = md_path.read_text(), html_path.read_text()
     metrics = json.loads((exp / "metrics.json").read_text())
     auc = metrics["internal_test"]
@@ -42,8 +43,8 @@ def test_report_states_what_was_measured(trained_study, tmp_path):
 def test_report_names_its_model_and_is_the_same_when_rerun(trained_study, tmp_path):
     exp = Path(trained_study.paths.experiments)
     run_id = json.loads((exp / "train" / "mlflow_run.json").read_text())["run_id"]
-    first, _ = report_study(trained_study, f"{trained_study.paths.models}/checkpoint.pt", exp / "train" / "mlflow_run.json", tmp_path / "a")
-    second, _ = report_study(trained_study, f"{trained_study.paths.models}/checkpoint.pt", exp / "train" / "mlflow_run.json", tmp_path / "b")
+    first, _ = report_stage.run(OmegaConf.merge(trained_study, {"paths": {"reports": str(tmp_path / "a")}}))
+    second, _ = report_stage.run(OmegaConf.merge(trained_study, {"paths": {"reports": str(tmp_path / "b")}}))
     assert first.read_text() == second.read_text(), "no wall-clock time: a rerun on the same inputs writes the same report"
     checkpoint = hashlib.sha256(Path(f"{trained_study.paths.models}/checkpoint.pt").read_bytes()).hexdigest()
     text = first.read_text()

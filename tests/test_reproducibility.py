@@ -14,8 +14,8 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import tiny_config
-from crossmed.training.checkpoint import save_checkpoint
-from crossmed.training.standalone import train_in_subprocess
+from crossmed.model.checkpoint import save_checkpoint
+from processes import train_in_subprocess
 
 # (name, environment) of emulated machines: every kernel library capped at one instruction set, and a thread count.
 MACHINES = [

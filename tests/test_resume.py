@@ -8,7 +8,7 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import tiny_config
-from crossmed.training.standalone import train_in_subprocess
+from processes import train_in_subprocess
 
 COMPARED = ["epoch", "train_loss", "val_loss", "val_auc", "learning_rate"]
 
@@ -49,13 +49,13 @@ def _same_results(a: Path, b: Path) -> None:
 
 
 def test_early_stopping_ends_training_with_a_summary(tmp_path, tiny_study, caplog):
-    from crossmed.training.study import train_study
+    from crossmed.stages import train as train_stage
 
     cfg = tiny_config(tmp_path, "train.max_epochs=12", "train.early_stopping_patience=1", "train.learning_rate=0.5")
     cfg.paths.processed = tiny_study.paths.processed
     exp = Path(cfg.paths.experiments)
     with caplog.at_level("INFO", logger="crossmed"):
-        best = train_study(cfg, f"{cfg.paths.models}/checkpoint.pt", exp / "train/history.csv", exp / "train/mlflow_run.json")
+        best = train_stage.run(cfg)
     history = pd.read_csv(exp / "train" / "history.csv")
     assert len(history) < 12 and len(history) == best["epoch"] + 1
     assert "early stop after epoch" in caplog.text and "(early stop)" in caplog.text

@@ -12,7 +12,7 @@ from monai.visualize import GradCAM
 
 from crossmed.data.image_transforms import point_on_grid, to_common_grid
 from crossmed.evaluation.pointing import finding_positions, hits, pointing_game
-from crossmed.evaluation.saliency import grad_cam, saliency_layer
+from crossmed.model.saliency import grad_cam, saliency_layer
 
 
 class BlobNet(torch.nn.Module):
@@ -60,7 +60,7 @@ def test_the_pointing_game_counts_maps_that_peak_on_the_finding():
 def test_saliency_layer_keeps_maps_fine_enough_to_localise():
     from omegaconf import OmegaConf
 
-    from crossmed.networks import build_network
+    from crossmed.model.networks import build_network
 
     net = build_network(OmegaConf.load(Path(__file__).parent.parent / "conf" / "model" / "resnet_small.yaml").net)
     assert saliency_layer(net, (1, 64, 64)) == "layer3", "layer4 is 4 x 4 at 64 px"

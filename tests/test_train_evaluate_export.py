@@ -11,7 +11,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from crossmed.evaluation.metrics import task_metrics, youden_threshold
-from crossmed.networks import build_network, fit_to_task
+from crossmed.model.networks import build_network, fit_to_task
 from crossmed.data.task import Task
 from crossmed.errors import ConfigError
 
@@ -146,7 +146,7 @@ def test_every_configured_network_builds_and_classifies(model_file, shape, class
 
 
 def test_gradcam_overlays_for_correct_and_wrong_cases(trained_study):
-    from crossmed.evaluation.saliency import chosen_cases
+    from crossmed.model.saliency import chosen_cases
 
     folder = Path(trained_study.paths.experiments) / "evaluation" / "gradcam"
     cases = trained_study.evaluate.gradcam.cases

@@ -51,14 +51,14 @@ def test_balanced_weights():
 
 
 def test_training_with_every_option(tmp_path, tiny_study, caplog):
-    from crossmed.training.study import train_study
+    from crossmed.stages import train as train_stage
 
     cfg = tiny_config(tmp_path, "train.max_epochs=3", "train.schedule=onecycle", "train.warmup_epochs=1",
                       "train.grad_clip_norm=0.5", "train.class_weighting=balanced")
     cfg.paths.processed = tiny_study.paths.processed
     exp = Path(cfg.paths.experiments)
     with caplog.at_level("INFO", logger="crossmed"):
-        train_study(cfg, f"{cfg.paths.models}/checkpoint.pt", exp / "train/history.csv", exp / "train/mlflow_run.json")
+        train_stage.run(cfg)
     assert "class weights (balanced" in caplog.text
     history = pd.read_csv(exp / "train" / "history.csv")
     assert len(history) == 3 and history["learning_rate"].iloc[0] < history["learning_rate"].max()
@@ -67,9 +67,9 @@ def test_training_with_every_option(tmp_path, tiny_study, caplog):
 def test_vit_sgd_balanced_sampler_and_configured_augmentation(tmp_path, tiny_study, caplog, monkeypatch):
     import mlflow
 
-    from crossmed.evaluation.study import evaluate_study
-    from crossmed.export.study import export_study
-    from crossmed.training.study import train_study
+    from crossmed.stages import evaluate as evaluate_stage
+    from crossmed.stages import export as export_stage
+    from crossmed.stages import train as train_stage
 
     monkeypatch.setenv("DVC_EXP_NAME", "vit-sgd")  # what `dvc exp run` sets: the MLflow run takes the same name
     noise = "{_target_:monai.transforms.RandGaussianNoised,keys:image,prob:1.0,std:0.1}"
@@ -79,12 +79,12 @@ def test_vit_sgd_balanced_sampler_and_configured_augmentation(tmp_path, tiny_stu
     exp = Path(cfg.paths.experiments)
     checkpoint = f"{cfg.paths.models}/checkpoint.pt"
     with caplog.at_level("INFO", logger="crossmed"):
-        train_study(cfg, checkpoint, exp / "train/history.csv", exp / "train/mlflow_run.json")
-        evaluate_study(cfg, checkpoint, exp / "train/mlflow_run.json", exp / "metrics.json", exp / "evaluation")
-        export_study(cfg, checkpoint, exp / "train/mlflow_run.json", cfg.paths.models)  # the ViT traces and matches
+        train_stage.run(cfg)
+        evaluate_stage.run(cfg)
+        export_stage.run(cfg)  # the ViT traces and matches
     assert "balanced sampler" in caplog.text and "model.net.img_size: [64, 64] -> [32, 32]" in caplog.text
     saved = torch.load(checkpoint, weights_only=True)
-    assert saved["model"]["net"]["_target_"] == "crossmed.networks.ViTClassifier"
+    assert saved["model"]["net"]["_target_"] == "crossmed.model.networks.ViTClassifier"
     run = mlflow.MlflowClient(cfg.mlflow.tracking_uri).get_run(json.loads((exp / "train/mlflow_run.json").read_text())["run_id"])
     assert run.info.run_name == "vit-sgd" and run.data.tags["dvc.experiment"] == "vit-sgd"
     assert run.data.params["train.optimizer"] == "sgd" and run.data.params["seed"] == str(cfg.seed)
@@ -96,25 +96,25 @@ def test_vit_sgd_balanced_sampler_and_configured_augmentation(tmp_path, tiny_stu
                                           ("train.augment=[{_target_:monai.transforms.RandFlip}]", r"train.augment\[0\]"),
                                           ("train.strategy=fsdp", "train.strategy")])
 def test_bad_training_options_name_the_key(tmp_path, tiny_study, override, key):
-    from crossmed.training.study import train_study
+    from crossmed.stages import train as train_stage
 
     cfg = tiny_config(tmp_path, "train.max_epochs=1", override)
     cfg.paths.processed = tiny_study.paths.processed
     exp = Path(cfg.paths.experiments)
     with pytest.raises(ConfigError, match=key):
-        train_study(cfg, f"{cfg.paths.models}/checkpoint.pt", exp / "train/history.csv", exp / "train/mlflow_run.json")
+        train_stage.run(cfg)
     assert not (exp / "train" / "history.csv").exists()
 
 
 @pytest.mark.gpu
 def test_amp_training_on_cuda(tmp_path, tiny_study):
-    from crossmed.training.study import train_study
+    from crossmed.stages import train as train_stage
 
     cfg = tiny_config(tmp_path, "train.max_epochs=2", "device=cuda", "train.amp=true", "train.deterministic=false",
                       "train.grad_clip_norm=1.0")
     cfg.paths.processed = tiny_study.paths.processed
     exp = Path(cfg.paths.experiments)
-    best = train_study(cfg, f"{cfg.paths.models}/checkpoint.pt", exp / "train/history.csv", exp / "train/mlflow_run.json")
+    best = train_stage.run(cfg)
     history = pd.read_csv(exp / "train" / "history.csv")
     assert np.isfinite(history[["train_loss", "val_loss"]].to_numpy()).all() and 0.0 <= best["val_auc"] <= 1.0
     weights = torch.load(f"{cfg.paths.models}/checkpoint.pt", weights_only=True)["state_dict"]
@@ -123,27 +123,27 @@ def test_amp_training_on_cuda(tmp_path, tiny_study):
 
 @pytest.mark.gpu
 def test_deterministic_cuda_training_repeats(tmp_path, tiny_study):
-    from crossmed.training.study import train_study
+    from crossmed.stages import train as train_stage
 
     histories = []
     for name in ("first", "second"):
         cfg = tiny_config(tmp_path / name, "train.max_epochs=2", "device=cuda", "train.deterministic=true")
         cfg.paths.processed = tiny_study.paths.processed
         exp = Path(cfg.paths.experiments)
-        train_study(cfg, f"{cfg.paths.models}/checkpoint.pt", exp / "train/history.csv", exp / "train/mlflow_run.json")
+        train_stage.run(cfg)
         histories.append(pd.read_csv(exp / "train" / "history.csv")[["train_loss", "val_loss", "val_auc"]])
     pd.testing.assert_frame_equal(*histories, check_exact=True)
 
 
 def test_compiled_training_saves_the_plain_network(tmp_path, tiny_study):
-    from crossmed.training.study import train_study
+    from crossmed.stages import train as train_stage
 
     histories = []
     for name, compiled in (("plain", "false"), ("compiled", "true")):
         cfg = tiny_config(tmp_path / name, "train.max_epochs=2", f"train.compile={compiled}", "train.compile_backend=eager")
         cfg.paths.processed = tiny_study.paths.processed
         exp = Path(cfg.paths.experiments)
-        train_study(cfg, f"{cfg.paths.models}/checkpoint.pt", exp / "train/history.csv", exp / "train/mlflow_run.json")
+        train_stage.run(cfg)
         histories.append(pd.read_csv(exp / "train" / "history.csv")[["train_loss", "val_loss", "val_auc"]])
         weights = torch.load(f"{cfg.paths.models}/checkpoint.pt", weights_only=True)["state_dict"]
         assert not any(key.startswith(("_orig_mod.", "module.")) for key in weights), "saved as the network, not its wrapper"

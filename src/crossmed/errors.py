@@ -27,3 +27,12 @@ class ConfigError(CrossmedError):
 
     def __reduce__(self):
         return type(self), (self.key, self.reason)
+
+
+def report_problems(where, problems: list[str], limit: int = 30) -> None:
+    """Raise one InputError listing every problem (the first `limit` in full), or return when there are none."""
+    if not problems:
+        return
+    shown = "\n  - ".join(problems[:limit])
+    more = f"\n  ... and {len(problems) - limit} more" if len(problems) > limit else ""
+    raise InputError(where, f"{len(problems)} problem(s):\n  - {shown}{more}")

@@ -74,8 +74,6 @@ def _row(name: str, summary: dict) -> str:
             f"{labels} |")
 
 
-SOURCE_FORMATS = {"dicom_sites": "DICOM files, one folder per site", "medmnist": "a MedMNIST file",
-                  "folder": "an image folder with a manifest"}
 LEAKAGE_POLICY = {"error": "finding one stops the run", "drop": "duplicates are dropped from the later split"}
 
 
@@ -89,11 +87,11 @@ def leakage_sentence(leakage: dict) -> str:
             f"{LEAKAGE_POLICY.get(leakage['policy'], leakage['policy'])}).")
 
 
-def data_card_markdown(card: dict) -> str:
-    """Return the data card as a Markdown document for reviewers."""
+def data_card_markdown(card: dict, data_format: str = "") -> str:
+    """Return the data card as a Markdown document for reviewers (`data_format`: the source's words for its files)."""
     task = Task.from_dict(card["task"])
     source = card["source"]
-    kind = SOURCE_FORMATS.get(source["type"], source["type"])
+    kind = data_format or source["type"]
     lines = [f"# Data card: {source.get('name', kind)}", "",
              f"- Source: {kind} ({', '.join(f'{k} = {v}' for k, v in source.items() if k != 'type')})",
              f"- Task: {task.type}; classes: {', '.join(task.classes)}",

@@ -87,15 +87,6 @@ def process_files(paths: list[str], grid: GridSpec, out: np.ndarray, workers: in
     return facts, problems
 
 
-def report_problems(where, problems: list[str], limit: int = 30) -> None:
-    """Raise one InputError listing every problem (the first `limit` in full), or return when there are none."""
-    if not problems:
-        return
-    shown = "\n  - ".join(problems[:limit])
-    more = f"\n  ... and {len(problems) - limit} more" if len(problems) > limit else ""
-    raise InputError(where, f"{len(problems)} problem(s):\n  - {shown}{more}")
-
-
 def grid_steps(grid: GridSpec, kinds: set[str]) -> list[str]:
     """Return the preprocessing steps of file images brought onto `grid`, for the data card and exported model."""
     edge = " x ".join([str(grid.image_size)] * grid.spatial_dims)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 from crossmed.data.image_files import image_kind, unreadable_reason
-from crossmed.data.image_pipeline import report_problems
-from crossmed.data.sources.folder import ManifestSpec, manifest_problems, read_manifest
+from crossmed.errors import report_problems
+from crossmed.data.manifest import ManifestSpec, manifest_problems, read_manifest
 from crossmed.deid.image_rewrite import rewrite_image
 from crossmed.deid.keys import load_key
 from crossmed.deid.settings import DeidSettings, settings_from_config

@@ -7,7 +7,7 @@ from crossmed.data.task import Task
 from crossmed.errors import ConfigError
 from crossmed.evaluation import weighted
 from crossmed.evaluation.bootstrap import BootstrapSettings, binary_intervals, metric_intervals
-from crossmed.training.objectives import auc_per_class
+from crossmed.model.probabilities import auc_per_class
 
 
 def youden_threshold(labels: np.ndarray, probabilities: np.ndarray) -> float:

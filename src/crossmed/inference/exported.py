@@ -82,7 +82,7 @@ class ExportedModel:
         """Return the PyTorch network (for Grad-CAM) rebuilt from the description and the TorchScript file's weights."""
         import torch
 
-        from crossmed.networks import build_network
+        from crossmed.model.networks import build_network
 
         scripted = torch.jit.load(str(self.artifact("torchscript")), map_location="cpu")
         net = build_network(self.description["training"]["network"])

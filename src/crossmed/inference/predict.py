@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from crossmed.data.image_files import image_kind
-from crossmed.data.sources.folder import image_id
+from crossmed.data.manifest import image_id
 from crossmed.errors import CrossmedError, InputError
 from crossmed.inference.exported import ExportedModel, decide
 from crossmed.inference.image_bytes import BytesAsFile, load_npy, sniff
@@ -166,7 +166,7 @@ class _Saliency:
     """Grad-CAM (MONAI) of the predicted class on the PyTorch network rebuilt from the export, written as overlays."""
 
     def __init__(self, model: ExportedModel, out_dir: Path):
-        from crossmed.evaluation.saliency import grad_cam
+        from crossmed.model.saliency import grad_cam
 
         if model.description["task"]["type"] == "multilabel":
             raise InputError(out_dir, "--saliency draws the predicted class of single-label models; this one is multi-label")
@@ -179,7 +179,7 @@ class _Saliency:
         """Write one overlay and return its path."""
         import torch
 
-        from crossmed.evaluation.saliency import overlay_png
+        from crossmed.model.saliency import overlay_png
 
         index = self.classes.index(result["predicted"])
         with torch.enable_grad():

@@ -11,8 +11,8 @@ import torch
 from crossmed.data.task import Task
 from crossmed.training import distributed
 from crossmed.training.distributed import Ranks
-from crossmed.training.inference import predict_probabilities
-from crossmed.training.objectives import loss_function, mean_auc, mean_log_loss, targets
+from crossmed.model.probabilities import mean_auc, mean_log_loss, predict_probabilities
+from crossmed.training.objectives import loss_function, targets
 from crossmed.training.optimizers import make_optimizer
 from crossmed.training.resume import restore_rng_states, rng_states
 from crossmed.training.schedules import make_scheduler

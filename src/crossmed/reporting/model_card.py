@@ -5,9 +5,9 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig
 
-from crossmed.evaluation.report import (calibration_section, data_section, groups_section, html_document, limitations,
-                                        markdown_table, metric_name, read_json, with_ci)
 from crossmed.files import write_text_atomic
+from crossmed.reporting.documents import html_document, markdown_table, read_json
+from crossmed.reporting.sections import calibration_section, data_section, groups_section, limitations, metric_name, with_ci
 
 HEADLINE = ("auc", "sensitivity", "specificity", "ppv", "npv", "accuracy", "balanced_accuracy", "brier")
 

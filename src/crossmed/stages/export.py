@@ -1,4 +1,7 @@
-"""The export stage as a library call: every artifact under models/export/, parity-checked, logged and registered.
+"""Stage `export`: every artifact under paths.export (models/export/), parity-checked, logged and registered.
+
+Reads paths.checkpoint, paths.processed, paths.evaluation (paths.operating_point, paths.all_metrics) and
+paths.training_run; writes paths.export:
 
     models/export/model/          model.json (inputs, recipe, classes, threshold), model.ts, model.onnx: `crossmed predict`
     models/export/mlflow_model/   the MLflow pyfunc model (image bytes in), also registered in the Model Registry
@@ -17,18 +20,18 @@ from omegaconf import DictConfig
 
 from crossmed.data.processed import DATA_CARD_FILE, ProcessedData, data_fingerprint
 from crossmed.errors import ConfigError
-from crossmed.evaluation.report import read_json
-from crossmed.evaluation.study import load_trained_network
+from crossmed.reporting.documents import read_json
+from crossmed.model.checkpoint import load_trained_network
 from crossmed.export.bundle import write_bundle
 from crossmed.export.description import model_description
-from crossmed.export.model_card import write_model_card
+from crossmed.reporting.model_card import write_model_card
 from crossmed.export.onnx_export import check_onnx_parity, export_onnx
 from crossmed.export.pyfunc_model import save_pyfunc
 from crossmed.export.registry import register_model
 from crossmed.export.torchscript import check_parity, export_torchscript
 from crossmed.files import atomic_directory, write_json_atomic
 from crossmed.data.recipe import Recipe, example_pixels
-from crossmed.evaluation.saliency import saliency_layer
+from crossmed.model.saliency import saliency_layer
 from crossmed.reproducibility import in_effect
 from crossmed.tracking import EXPORT, file_digests, metric_names, resume_run, run_model_id
 
@@ -55,18 +58,17 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def export_study(cfg: DictConfig, checkpoint_path: str | Path, run_reference: str | Path, out_dir: str | Path) -> dict:
+def run(cfg: DictConfig) -> dict:
     """Write models/export/ (portable model, MLflow model, MONAI bundle, model card); log and register them; return model.json."""
     formats = _formats(cfg)
     in_effect(cfg, on_cpu=True)  # the parity checks compute with PyTorch on the CPU
-    out_dir = Path(out_dir) / "export"
+    out_dir, checkpoint_path = Path(cfg.paths.export), Path(cfg.paths.checkpoint)
     net, checkpoint = load_trained_network(checkpoint_path, torch.device("cpu"))
     recipe = Recipe.from_dict(checkpoint.get("recipe"), str(checkpoint_path))
     data = ProcessedData.load(cfg.paths.processed)
     val = data.split("val") if len(data.split("val").labels) else data.split("train")
     images = np.array(val.images[: int(cfg.export.parity_images)])  # a copy, not a read-only view of the memory map
     multilabel = checkpoint["task"]["type"] == "multilabel"
-    experiments = Path(cfg.paths.experiments)
     with atomic_directory(out_dir) as work:
         portable = work / PORTABLE
         files, parity, differences = {"torchscript": "model.ts"}, {}, {}
@@ -82,8 +84,7 @@ def export_study(cfg: DictConfig, checkpoint_path: str | Path, run_reference: st
         description = model_description(
             name=f"{cfg.study.name}-{checkpoint['model']['name']}", files=files, recipe=recipe.as_dict(),
             input_shape=list(checkpoint["input_shape"]), preprocessing=list(checkpoint["preprocessing"]), task=checkpoint["task"],
-            operating_point=read_json(experiments / "evaluation" / "operating_point.json"),
-            metrics=read_json(experiments / "evaluation" / "metrics_all.json"),
+            operating_point=read_json(Path(cfg.paths.operating_point)), metrics=read_json(Path(cfg.paths.all_metrics)),
             training={"checkpoint_sha256": file_digests(checkpoint_path)["sha256"], "epoch": checkpoint.get("epoch"),
                       "arithmetic": checkpoint.get("arithmetic", "unknown"),
                       "val_auc": checkpoint.get("val_auc"), "network": checkpoint["model"]["net"],
@@ -98,9 +99,9 @@ def export_study(cfg: DictConfig, checkpoint_path: str | Path, run_reference: st
             save_pyfunc(work / MLFLOW_MODEL, portable, example, list(description["classes"]))
         if "bundle" in formats:
             write_bundle(work / BUNDLE, portable, description, example)
-        write_model_card(cfg, description, experiments / "evaluation", Path(cfg.paths.processed) / DATA_CARD_FILE,
+        write_model_card(cfg, description, Path(cfg.paths.evaluation), Path(cfg.paths.processed) / DATA_CARD_FILE,
                          work / "model_card.md")
-    with resume_run(run_reference, checkpoint_path, cfg.mlflow.tracking_uri) as run:
+    with resume_run(cfg.paths.training_run, checkpoint_path, cfg.mlflow.tracking_uri) as run:
         mlflow.log_artifacts(str(out_dir / PORTABLE), artifact_path="model")
         for name in ("model_card.md", "model_card.html"):
             mlflow.log_artifact(str(out_dir / name), artifact_path="model")

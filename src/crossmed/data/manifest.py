@@ -1,6 +1,5 @@
-"""A folder of DICOM, NIfTI or PNG/JPEG images described by a CSV manifest (image, patient, site, label, subgroups)."""
+"""The CSV manifest of an image folder (image, patient, site, label, subgroups): its columns, reading and checks."""
 
-import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -8,15 +7,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from crossmed.data.dicom_images import read_acquisition_device
 from crossmed.data.image_files import image_kind
-from crossmed.data.image_pipeline import report_problems
-from crossmed.data.sources import SourceTable, label_strings
 from crossmed.data.split import SPLITS
 from crossmed.data.task import Task
-from crossmed.errors import ConfigError, InputError
+from crossmed.errors import InputError, report_problems
 
-log = logging.getLogger("crossmed.preprocess")
 LABEL_SEPARATOR = ";"
 
 
@@ -119,29 +114,3 @@ def manifest_problems(table: pd.DataFrame, spec: ManifestSpec, root: Path,
 def image_id(path: str) -> str:
     """Return the file name of an image without its image-type suffix (pseudonymous after de-identification)."""
     return re.sub(r"\.(nii\.gz|nii|dcm|dicom|png|jpe?g)$", "", Path(path).name, flags=re.IGNORECASE)
-
-
-def folder_table(deid_dir: str | Path, data_cfg) -> SourceTable:
-    """Return the images of the de-identified folder manifest (written by the deidentify stage)."""
-    deid_dir = Path(deid_dir)
-    spec = ManifestSpec.from_config(data_cfg)
-    path = deid_dir / "manifest.csv"
-    if not path.is_file():
-        raise InputError(path, "no de-identified manifest; run the deidentify stage with data.source=folder")
-    table = read_manifest(path, spec)
-    labels = check_manifest(path, table, spec, deid_dir)
-    if spec.task.type != "multilabel" and len(table) and labels.max() > spec.task.label_max:
-        raise ConfigError("data.classes", f"labels reach {labels.max()} but only {len(spec.task.classes)} classes are named")
-    rows = pd.DataFrame({"site": table[spec.site], "patient_id": table[spec.patient_id],
-                         "image_id": [image_id(p) for p in table[spec.image]],
-                         "label": label_strings(labels), "split": table[spec.split] if spec.split else "",
-                         "source_path": table[spec.image], "path": [str(deid_dir / p) for p in table[spec.image]]})
-    subgroups = list(spec.subgroups)
-    for column in subgroups:
-        rows[column] = table[column].to_numpy()
-    if "device" not in subgroups and any(image_kind(p) == "dicom" for p in rows["path"]):
-        rows["device"] = [read_acquisition_device(p) if image_kind(p) == "dicom" else "" for p in rows["path"]]
-        subgroups.append("device")
-        log.info("device subgroup from the DICOM headers: %s", dict(rows["device"].replace("", "unknown").value_counts()))
-    log.info("read %s: %d images from %d sites", path, len(rows), rows["site"].nunique())
-    return SourceTable(rows, labels, spec.task, subgroups, {"type": "folder", "manifest": str(data_cfg.manifest)})

@@ -1,4 +1,8 @@
-"""The evaluate stage as a library call: internal and external test metrics at the validation operating point."""
+"""Stage `evaluate`: internal and external test metrics at the validation operating point.
+
+Reads paths.checkpoint, paths.processed and paths.training_run; writes paths.metrics and paths.evaluation (with
+paths.operating_point and paths.all_metrics inside it) and logs them to the training run.
+"""
 
 import json
 import logging
@@ -7,7 +11,6 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
-import torch
 from omegaconf import DictConfig
 
 from crossmed.data.processed import ProcessedData
@@ -21,24 +24,16 @@ from crossmed.evaluation.metrics import choose_threshold, task_metrics
 from crossmed.evaluation.set_report import SetReport, flat_intervals
 from crossmed.evaluation.plots import confusion_figure, write_csv
 from crossmed.evaluation.pointing import finding_positions, pointing_game
-from crossmed.evaluation.saliency import grad_cam, write_gradcam
+from crossmed.model.saliency import grad_cam, write_gradcam
 from crossmed.files import atomic_directory, write_json_atomic
-from crossmed.networks import build_network
+from crossmed.study_paths import within
 from crossmed.reproducibility import SCOPE, in_effect
 from crossmed.tracking import metric_names, open_store, resume_run, run_model_id
-from crossmed.training.checkpoint import load_checkpoint
-from crossmed.training.inference import predict_probabilities
+from crossmed.model.checkpoint import load_trained_network
+from crossmed.model.probabilities import predict_probabilities
 
 log = logging.getLogger("crossmed.evaluate")
 EVALUATION_SETS = {"internal_test": "test", "external_test": "external_test"}
-
-
-def load_trained_network(checkpoint_path: str | Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
-    """Return the checkpoint's network in eval mode on `device`, and the checkpoint."""
-    checkpoint = load_checkpoint(checkpoint_path)
-    net = build_network(checkpoint["model"]["net"])  # the net config as trained: channels and classes from the data
-    net.load_state_dict(checkpoint["state_dict"])
-    return net.to(device).eval(), checkpoint
 
 
 def _operating_threshold(cfg: DictConfig, task: Task, labels: np.ndarray, probabilities: np.ndarray) -> float:
@@ -104,18 +99,17 @@ def _compare(cfg: DictConfig, task: Task, predictions: list[pd.DataFrame]) -> di
     return out
 
 
-def evaluate_study(cfg: DictConfig, checkpoint_path: str | Path, run_reference: str | Path, metrics_path: str | Path,
-                   out_dir: str | Path) -> dict:
+def run(cfg: DictConfig) -> dict:
     """Write metrics.json, per-set tables and figures, intervals, calibration and the operating point; log them to the run.
 
     The evaluation folder is built aside and replaces the old one only when everything succeeded.
     """
-    out_dir = Path(out_dir)
+    out_dir, checkpoint_path, metrics_path = Path(cfg.paths.evaluation), Path(cfg.paths.checkpoint), Path(cfg.paths.metrics)
     with atomic_directory(out_dir) as work:
         metrics, threshold = _evaluate(cfg, checkpoint_path, work)
-        write_json_atomic(work / ALL_METRICS_FILE, metrics)
+        write_json_atomic(work / within(cfg, "all_metrics", "evaluation"), metrics)
     write_json_atomic(metrics_path, headline_metrics(metrics))
-    with resume_run(run_reference, checkpoint_path, cfg.mlflow.tracking_uri):
+    with resume_run(cfg.paths.training_run, checkpoint_path, cfg.mlflow.tracking_uri):
         model_id = run_model_id()  # the figures belong to the trained model too (its page in the Models tab)
         for name, values in metrics.items():  # one chart group per test set (and per comparison) in the MLflow UI
             mlflow.log_metrics(metric_names(name, values), model_id=model_id)
@@ -130,7 +124,6 @@ def evaluate_study(cfg: DictConfig, checkpoint_path: str | Path, run_reference: 
     return metrics
 
 
-ALL_METRICS_FILE = "metrics_all.json"  # every metric; metrics.json keeps the headline figures compared across experiments
 HEADLINE_BINARY = ("auc", "sensitivity", "specificity", "ppv", "npv", "brier", "ece")
 HEADLINE_OTHER = ("auc", "balanced_accuracy", "accuracy", "quadratic_kappa", "mean_absolute_error", "brier", "ece")
 
@@ -205,7 +198,7 @@ def _evaluate(cfg: DictConfig, checkpoint_path: str | Path, out_dir: Path) -> tu
                        "checkpoint_epoch": int(checkpoint.get("epoch", -1))}
     if task.type == "binary" and cfg.evaluate.operating_point in ("sensitivity", "specificity"):
         operating_point["target"] = float(cfg.evaluate.target)
-    write_json_atomic(out_dir / "operating_point.json", operating_point)
+    write_json_atomic(out_dir / within(cfg, "operating_point", "evaluation"), operating_point)
     if pointing:
         write_json_atomic(out_dir / "pointing_game.json", pointing)
     trained = checkpoint.get("arithmetic", "unknown")

@@ -1,4 +1,7 @@
-"""The train stage as a library call: data, network, loop, checkpoint, history and the MLflow run."""
+"""Stage `train`: data, network, loop, checkpoint, history and the MLflow run.
+
+Reads paths.processed; writes paths.checkpoint, paths.history and paths.training_run (the MLflow run reference).
+"""
 
 import csv
 import logging
@@ -14,11 +17,11 @@ from crossmed.data.processed import DATA_CARD_FILE, DATA_CARD_MARKDOWN, MANIFEST
 from crossmed.devices import describe_device, resolve_device, seed_everything
 from crossmed.errors import ConfigError, InputError
 from crossmed.files import atomic_path
-from crossmed.networks import build_network, count_parameters, fit_to_task
+from crossmed.model.networks import build_network, count_parameters, fit_to_task
 from crossmed.reproducibility import describe, in_effect
 from crossmed.tracking import (EPOCH, TRAINING, log_dataset, log_trained_model, metric_names, open_store, package_versions,
                                run_name, save_run_reference, start_study_run, tag_file)
-from crossmed.training.checkpoint import save_checkpoint
+from crossmed.model.checkpoint import save_checkpoint
 from crossmed.training import distributed
 from crossmed.training.distributed import Ranks, check_strategy, current_ranks
 from crossmed.training.loaders import make_loader
@@ -30,8 +33,8 @@ log = logging.getLogger("crossmed.train")
 TIMING_FIELDS = ("images_per_second", "seconds")  # in MLflow and the log, never in DVC-tracked files
 
 
-def train_study(cfg: DictConfig, checkpoint_path: str | Path, history_path: str | Path, run_reference_path: str | Path) -> dict:
-    """Train the configured network on the processed data; write checkpoint, history CSV and the run reference.
+def run(cfg: DictConfig) -> dict:
+    """Train the configured network on the processed data; write checkpoint, history CSV and the run reference; return the best epoch.
 
     Under DDP (started by torchrun) every rank trains; only rank 0 logs to MLflow and writes files.
     """
@@ -41,7 +44,7 @@ def train_study(cfg: DictConfig, checkpoint_path: str | Path, history_path: str 
     if ranks.distributed:
         device = distributed.start(ranks, device, str(cfg.train.ddp.backend))
     try:
-        return _train(cfg, ranks, device, Path(checkpoint_path), Path(history_path), Path(run_reference_path))
+        return _train(cfg, ranks, device, Path(cfg.paths.checkpoint), Path(cfg.paths.history), Path(cfg.paths.training_run))
     finally:
         distributed.stop()
 
@@ -76,13 +79,14 @@ def _train(cfg: DictConfig, ranks: Ranks, device, checkpoint_path: Path, history
     resume = load_state(state_path, state_id) if cfg.train.resume else None
     history = list(resume["history"]) if resume else []
     best_weights = {"state": resume["best_model"]} if resume else {}
-    run = _open_run(cfg, resume, data, task, device_info, arithmetic) if ranks.main else None
+    data_sha256 = data_fingerprint(cfg.paths.processed) if ranks.main else None
+    run = _open_run(cfg, resume, data, task, device_info, arithmetic, data_sha256) if ranks.main else None
     try:
         if ranks.main:
             save_run_reference(run_reference_path, run)
             if not resume:
                 mlflow.log_param("model.parameters", count_parameters(net))
-                _log_data_card(cfg.paths.processed, f"{cfg.study.name} processed")
+                _log_data_card(cfg.paths.processed, f"{cfg.study.name} processed", data_sha256)
 
         def on_epoch(result, is_best, snapshot):
             history.append(asdict(result))
@@ -124,7 +128,8 @@ def _train(cfg: DictConfig, ranks: Ranks, device, checkpoint_path: Path, history
     return asdict(best)
 
 
-def _open_run(cfg: DictConfig, resume: dict | None, data: ProcessedData, task, device_info: dict, arithmetic: dict):
+def _open_run(cfg: DictConfig, resume: dict | None, data: ProcessedData, task, device_info: dict, arithmetic: dict,
+              data_sha256: str):
     """Reopen the interrupted run when resuming, otherwise start a new tagged one (named after the DVC experiment)."""
     if resume:
         open_store(cfg.mlflow.tracking_uri)
@@ -132,7 +137,7 @@ def _open_run(cfg: DictConfig, resume: dict | None, data: ProcessedData, task, d
     return start_study_run(cfg, run_name=run_name(cfg.model.name), extra_tags={
         "model.name": cfg.model.name, "data.source": str(cfg.data.source), "data.format": data.card["source"]["type"],
         "study.task": task.type, "study.sites": ",".join(data.card["sites"]),
-        "data.sha256": data_fingerprint(cfg.paths.processed),  # what it read
+        "data.sha256": data_sha256,  # what it read
         **{f"device.{k}": str(v) for k, v in device_info.items()}, **{f"numerics.{k}": v for k, v in arithmetic.items()}})
 
 
@@ -173,10 +178,10 @@ def _class_weights(mode: str, labels, task) -> list[float] | None:
     raise ConfigError("train.class_weighting", f"unknown mode '{mode}' (known: none, balanced)")
 
 
-def _log_data_card(folder, name: str) -> None:
+def _log_data_card(folder, name: str, data_sha256: str) -> None:
     """Attach the data card (JSON and Markdown) to the run and record the data as the run's MLflow dataset input."""
     card = Path(folder) / DATA_CARD_FILE
-    log_dataset(name, folder, data_fingerprint(folder))
+    log_dataset(name, folder, data_sha256)
     mlflow.log_artifact(str(card), artifact_path="data")
     mlflow.log_artifact(str(Path(folder) / DATA_CARD_MARKDOWN), artifact_path="data")
 

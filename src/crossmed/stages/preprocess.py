@@ -1,31 +1,28 @@
-"""The preprocess stage: any source to one memory-mapped dataset with leak-free splits and a data card."""
+"""Stage `preprocess`: any source to one memory-mapped dataset with leak-free splits and a data card.
+
+Reads paths.deidentified (and data.path for sources read in place); writes paths.processed: images.npy, labels.npy,
+manifest.csv, data_card.json and data_card.md (the format crossmed.data.processed reads).
+"""
 
 import logging
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from crossmed.data.card import data_card, data_card_markdown
-from crossmed.data.image_files import image_kind
-from crossmed.data.image_pipeline import GridSpec, grid_steps, process_files, report_problems
 from crossmed.data.processed import (DATA_CARD_FILE, DATA_CARD_MARKDOWN, IMAGES_FILE, LABELS_FILE, MANIFEST_COLUMNS,
                                      MANIFEST_FILE, create_image_array)
-from crossmed.data.sources import SourceTable
-from crossmed.data.image_transforms import point_on_grid
-from crossmed.data.sources.dicom_sites import SOURCE_FINDING_COLUMNS, dicom_sites_table
-from crossmed.data.sources.folder import folder_table
-from crossmed.data.sources.medmnist_arrays import fill_medmnist, medmnist_preprocessing, medmnist_table
+from crossmed.data.findings import SOURCE_FINDING_COLUMNS, findings_on_grid
 from crossmed.data.split import SPLITS, assign_splits, check_leakage
-from crossmed.errors import ConfigError
-from crossmed.data.recipe import Recipe
+from crossmed.errors import ConfigError, report_problems
+from crossmed.sources import get_source
+from crossmed.sources.base import SourceTable
 from crossmed.files import atomic_directory, write_json_atomic, write_text_atomic
 
 log = logging.getLogger("crossmed.preprocess")
-SOURCES = ("synthetic", "folder", "medmnist")
 STAGING_FILE = "images.staging.npy"
 COPY_CHUNK = 1024
 
@@ -57,30 +54,6 @@ def _splits(rows: pd.DataFrame, study, split_cfg, seed: int) -> pd.Series:
                          list(study.get("train_sites") or []), bool(split_cfg.get("stratify_by_site", False)))
 
 
-def _read_source(cfg, deid_dir: Path) -> tuple[SourceTable, tuple[int, ...], Callable]:
-    """Return the source table, the processed image shape and a function filling the image array."""
-    data = cfg.data
-    workers = int(data.get("workers", 1))
-    if data.source == "medmnist":
-        table, arrays = medmnist_table(str(data.path), str(data.subset), int(data.size))
-        size = int(data.image_size or data.size)
-        table.preprocessing = medmnist_preprocessing(int(data.size), size, table.task.spatial_dims)
-        table.recipe = Recipe("medmnist", table.task.channels, table.task.spatial_dims, size, source_size=int(data.size)).as_dict()
-        return table, (table.task.channels, *(size,) * table.task.spatial_dims), lambda out: (fill_medmnist(arrays, out, size), [])
-    if data.source == "synthetic":
-        table, problems = dicom_sites_table(deid_dir, list(cfg.study.sites), list(cfg.study.classes))
-        report_problems(deid_dir, problems)
-    elif data.source == "folder":
-        table = folder_table(deid_dir, data)
-    else:
-        raise ConfigError("data.source", f"unknown source '{data.source}' (known: {', '.join(SOURCES)})")
-    grid = GridSpec(table.task.channels, table.task.spatial_dims, int(data.image_size),
-                    float(data.spacing_mm) if data.get("spacing_mm") else None)
-    table.preprocessing = grid_steps(grid, {image_kind(p) for p in table.rows["path"]})
-    table.recipe = Recipe("grid", grid.channels, grid.spatial_dims, grid.image_size, grid.spacing_mm).as_dict()
-    return table, grid.shape, lambda out: process_files(list(table.rows["path"]), grid, out, workers)
-
-
 def _final_images(tmp: Path, staging: np.ndarray, keep: np.ndarray) -> None:
     """Move the staging array to images.npy, copying only the kept rows when some were dropped."""
     staging.flush()
@@ -97,32 +70,13 @@ def _final_images(tmp: Path, staging: np.ndarray, keep: np.ndarray) -> None:
     (tmp / STAGING_FILE).unlink()
 
 
-def findings_on_grid(manifest: pd.DataFrame, data) -> pd.DataFrame | None:
-    """Return each image's finding (row, column, radius) on the processed grid, from its source-pixel position; None
-    when the source records none. Test and benchmark ground truth for saliency (the pointing game); not PHI."""
-    if not set(SOURCE_FINDING_COLUMNS) <= set(manifest.columns):
-        return None
-    out = []
-    for _, row in manifest.iterrows():
-        values = pd.to_numeric(pd.Series([row[c] for c in SOURCE_FINDING_COLUMNS]), errors="coerce")
-        if values.isna().any() or not row.get("source_shape"):
-            out.append({c: "" for c in SOURCE_FINDING_COLUMNS})
-            continue
-        shape = tuple(int(n) for n in str(row["source_shape"]).split("x"))
-        spacing = tuple(float(v) for v in str(row["source_spacing_mm"]).split("x")) if row.get("source_spacing_mm") else None
-        (r, c), radius = point_on_grid((values[0], values[1]), float(values[2]), shape, spacing,
-                                       float(data.spacing_mm) if data.get("spacing_mm") else None, int(data.image_size))
-        out.append({"finding_row": round(r, 2), "finding_col": round(c, 2), "finding_radius": round(radius, 2)})
-    return pd.DataFrame(out, index=manifest.index)
-
-
-def preprocess_study(cfg, deid_dir: str | Path, out_dir: str | Path) -> dict:
-    """Write images.npy, labels.npy, manifest.csv and the data card (JSON, Markdown) under `out_dir`; return the card."""
-    deid_dir, out_dir = Path(deid_dir), Path(out_dir)
+def run(cfg) -> dict:
+    """Write images.npy, labels.npy, manifest.csv and the data card (JSON, Markdown) to paths.processed; return the card."""
+    deid_dir, out_dir = Path(cfg.paths.deidentified), Path(cfg.paths.processed)
     started = time.perf_counter()
-    table, shape, fill = _read_source(cfg, deid_dir)
-    if cfg.data.source != "synthetic":
-        table = _select_sites(table, list(cfg.study.sites or []))
+    source = get_source(cfg.data.source)
+    table, shape, fill = source.read(cfg, deid_dir)
+    table = _select_sites(table, list(cfg.study.sites or []))
     rows = table.rows.reset_index(drop=True)
     rows["split"] = _splits(rows, cfg.study, cfg.data.split, int(cfg.seed)).to_numpy()
     log.info("preprocess: %d images from %d patients at %d site(s) onto %s", len(rows), rows["patient_id"].nunique(),
@@ -139,7 +93,7 @@ def preprocess_study(cfg, deid_dir: str | Path, out_dir: str | Path) -> dict:
         manifest = manifest[keep].reset_index(drop=True)
         manifest.insert(0, "index", np.arange(len(manifest)))
         np.save(tmp / LABELS_FILE, table.labels[keep])
-        findings = findings_on_grid(manifest, cfg.data) if cfg.data.source == "synthetic" else None
+        findings = findings_on_grid(manifest, cfg.data)  # None unless the source records where findings are
         columns = MANIFEST_COLUMNS + table.subgroups
         if findings is not None:
             manifest = pd.concat([manifest.drop(columns=list(SOURCE_FINDING_COLUMNS)), findings], axis=1)
@@ -148,7 +102,7 @@ def preprocess_study(cfg, deid_dir: str | Path, out_dir: str | Path) -> dict:
         card = data_card(manifest, table.task, table.description, table.preprocessing, list(shape), table.subgroups,
                          list(cfg.study.external_sites), leakage) | {"recipe": table.recipe}
         write_json_atomic(tmp / DATA_CARD_FILE, card)
-        write_text_atomic(tmp / DATA_CARD_MARKDOWN, data_card_markdown(card))
+        write_text_atomic(tmp / DATA_CARD_MARKDOWN, data_card_markdown(card, source.format))
     counts = {s: int((manifest["split"] == s).sum()) for s in SPLITS if (manifest["split"] == s).any()}
     log.info("wrote %d images %s, labels, manifest and data card to %s in %.1f s", len(manifest), counts, out_dir,
              time.perf_counter() - started)

@@ -1,16 +1,22 @@
-"""A MedMNIST v2 `.npz` file as a study source: official splits, task and class names from the subset."""
+"""data.source=medmnist: a MedMNIST v2 `.npz` file, with official splits, task and class names from the subset.
+
+Acquire fetches the official file when data.path is missing and data.fetch is on; the images are published
+de-identified, so de-identify only records that; read scales (and resizes) the arrays into the processed format.
+"""
 
 import hashlib
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from monai.transforms import Resize
 
-from crossmed.data.medmnist import SPLITS, MedMNISTSplits, file_md5, load_medmnist
-from crossmed.data.sources import SourceTable, label_strings
+from crossmed.data.recipe import Recipe
 from crossmed.data.task import Task
+from crossmed.sources.base import DataSource, SourceTable, check_path, label_strings
+from crossmed.sources.medmnist_files import SPLITS, MedMNISTSplits, fetch_medmnist, file_md5, load_medmnist
 
 log = logging.getLogger("crossmed.preprocess")
 CHUNK = 4096
@@ -71,3 +77,32 @@ def fill_medmnist(data: MedMNISTSplits, out: np.ndarray, image_size: int) -> lis
                       for x, m, s in zip(chunk, means, stds)]
         log.info("preprocess: %s: %d MedMNIST images", split, len(images))
     return facts
+
+
+class MedMNISTSource(DataSource):
+    """A MedMNIST v2 file named by data.path (data.subset at data.size px)."""
+
+    name = "medmnist"
+    format = "a MedMNIST file"
+
+    def acquire(self, cfg) -> None:
+        """Fetch the official file to data.path when it is missing and data.fetch is on; then leave a note in paths.raw."""
+        if cfg.data.get("fetch") and not Path(cfg.data.path).is_file():
+            fetch_medmnist(str(cfg.data.subset), int(cfg.data.size), cfg.data.path)
+        super().acquire(cfg)
+
+    def check_input(self, cfg) -> None:
+        """Raise InputError unless data.path is a file."""
+        check_path(cfg, "a MedMNIST .npz file", Path.is_file)
+
+    def read(self, cfg, deid_dir: Path):
+        """Read data.path's images and labels; the fill scales them to [-1, 1] and resizes to data.image_size."""
+        data = cfg.data
+        table, arrays = medmnist_table(str(data.path), str(data.subset), int(data.size))
+        size = int(data.image_size or data.size)
+        table.preprocessing = medmnist_preprocessing(int(data.size), size, table.task.spatial_dims)
+        table.recipe = Recipe("medmnist", table.task.channels, table.task.spatial_dims, size, source_size=int(data.size)).as_dict()
+        return table, (table.task.channels, *(size,) * table.task.spatial_dims), lambda out: (fill_medmnist(arrays, out, size), [])
+
+
+SOURCE = MedMNISTSource()

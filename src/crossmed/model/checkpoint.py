@@ -1,4 +1,4 @@
-"""Save and load the best model: weights plus what is needed to rebuild and feed it."""
+"""Save and load the best model: weights plus what is needed to rebuild and feed it; the network ready to use."""
 
 import io
 from pathlib import Path
@@ -7,6 +7,7 @@ import torch
 
 from crossmed.errors import InputError
 from crossmed.files import write_bytes_atomic
+from crossmed.model.networks import build_network
 
 
 def save_checkpoint(path: str | Path, net: torch.nn.Module, info: dict) -> None:
@@ -30,3 +31,11 @@ def load_checkpoint(path: str | Path) -> dict:
         if key not in checkpoint:
             raise InputError(path, f"checkpoint lacks '{key}'")
     return checkpoint
+
+
+def load_trained_network(checkpoint_path: str | Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
+    """Return the checkpoint's network in eval mode on `device`, and the checkpoint."""
+    checkpoint = load_checkpoint(checkpoint_path)
+    net = build_network(checkpoint["model"]["net"])  # the net config as trained: channels and classes from the data
+    net.load_state_dict(checkpoint["state_dict"])
+    return net.to(device).eval(), checkpoint
