@@ -54,7 +54,9 @@ def test_no_phi_survives(deidentified):
     src, out, summary = deidentified
     assert summary.written == summary.read > 0 and summary.rejected == 0
     phi = _phi_of(sorted(src.rglob("*.dcm")))
-    for path in sorted(out.rglob("*.dcm")):
+    outputs = sorted(out.rglob("*.dcm"))
+    assert len(outputs) == summary.written == len(list(src.rglob("*.dcm"))), "every written file is checked"
+    for path in outputs:
         ds = pydicom.dcmread(path)
         assert ds.PatientIdentityRemoved == "YES"
         assert ds.DeidentificationMethodCodeSequence[0].CodeValue == "113100"
@@ -100,7 +102,9 @@ def test_dates_shift_by_one_offset_per_patient(deidentified):
     src, out, _ = deidentified
     pseudonyms = Pseudonymizer(KEY, "KR-")
     raw = {pseudonyms.uid(ds.SOPInstanceUID): ds for ds in (pydicom.dcmread(p) for p in src.rglob("*.dcm"))}
-    for path in out.rglob("*.dcm"):
+    outputs = sorted(out.rglob("*.dcm"))
+    assert len(outputs) == len(raw) > 0, "every source file has its de-identified twin to compare"
+    for path in outputs:
         ds = pydicom.dcmread(path)
         original = raw[ds.SOPInstanceUID]
         offset = pseudonyms.date_offset_days(original.PatientID)
