@@ -54,7 +54,8 @@ def measure(model: str, amp: bool, images: np.ndarray, labels: np.ndarray, batch
     net_cfg = yaml.safe_load((REPO / "conf" / "model" / f"{model}.yaml").read_text())["net"]
     net = build_network(fit_to_task(net_cfg, task.channels, task.outputs, 2, images.shape[2:]))
     loader = make_loader(images, labels, batch, train=True, augment=[], seed=0, num_workers=workers, pin_memory=cuda)
-    settings = TrainSettings(epochs, 1e-3, 1e-4, amp, True, 10**9)
+    settings = TrainSettings(max_epochs=epochs, learning_rate=1e-3, weight_decay=1e-4, amp=amp, channels_last=True,
+                             log_every_steps=10**9)
     results = []
     sampler = UtilisationSampler(torch.cuda.current_device() if cuda else 0)
     if cuda:

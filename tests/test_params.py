@@ -3,9 +3,11 @@
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from conftest import REPO
+from crossmed.errors import ConfigError
 from crossmed.params_file import compose_params, params_differences
 
 
@@ -49,3 +51,20 @@ def test_missing_processed_data_names_the_file(tmp_path):
     result = _run_stage(str(REPO / "pipelines/train.py"), "device=cpu", f"paths.processed={tmp_path}", cwd=tmp_path)
     assert result.returncode == 2
     assert f"{tmp_path}/images.npy: missing" in result.stderr
+
+
+@pytest.mark.parametrize("override,key,reason", [
+    ("train.max_epochs=abc", "train.max_epochs", "could not be converted to Integer"),
+    ("train.amp=maybe", "train.amp", "not a valid bool"),
+    ("train={max_epoch:3}", "train.max_epoch", "not in 'TrainConfig'"),
+])
+def test_wrong_types_and_misspelt_keys_stop_at_composition(override, key, reason):
+    with pytest.raises(ConfigError) as err:  # compose_params composes as `dvc exp run -S ...` does
+        compose_params(REPO / "conf", overrides=[override])
+    assert err.value.key == key and reason in err.value.reason
+
+
+def test_composed_values_take_the_schema_types():
+    params = compose_params(REPO / "conf", overrides=["train.learning_rate=1", "train.grad_clip_norm=2"])
+    assert params["train"]["learning_rate"] == 1.0 and isinstance(params["train"]["learning_rate"], float)
+    assert isinstance(params["train"]["grad_clip_norm"], float) and params["train"]["max_epochs"] == 30

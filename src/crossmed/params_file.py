@@ -1,5 +1,6 @@
 """params.yaml as DVC composes it from conf/: write it, or check that the committed one agrees."""
 
+import re
 import tempfile
 from pathlib import Path
 
@@ -17,8 +18,20 @@ def compose_params(conf_dir: str | Path = "conf", config_name: str = "config", o
         raise ConfigError("hydra.config_dir", f"{conf_dir / (config_name + '.yaml')} not found")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "params.yaml"
-        compose_and_dump(out, str(conf_dir), None, config_name, str(conf_dir.parent), overrides or [])
+        try:
+            compose_and_dump(out, str(conf_dir), None, config_name, str(conf_dir.parent), overrides or [])
+        except Exception as err:  # Hydra's composition errors carry the schema's message on their cause
+            raise _composition_error(err) from err
         return yaml.safe_load(out.read_text(encoding="utf-8"))
+
+
+def _composition_error(err: Exception) -> Exception:
+    """Return a ConfigError naming the key a schema refused (crossmed.config), or `err` itself when none is named."""
+    cause = err.__cause__ or err
+    found = re.search(r"full_key: (\S+)", str(cause))
+    if not found:
+        return err
+    return ConfigError(found.group(1), str(cause).split("\n")[0].strip())
 
 
 def write_params(path: str | Path = "params.yaml", conf_dir: str | Path = "conf") -> dict:

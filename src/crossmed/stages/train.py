@@ -55,19 +55,19 @@ def _train(cfg: DictConfig, ranks: Ranks, device, checkpoint_path: Path, history
     train, val = data.split("train"), data.split("val")
     if len(train.labels) == 0 or len(val.labels) == 0:
         raise InputError(Path(cfg.paths.processed) / "manifest.csv", "train or val split is empty")
-    seed_everything(int(cfg.seed), bool(cfg.train.deterministic), device, bool(cfg.train.cudnn_benchmark))
+    seed_everything(int(cfg.seed), cfg.train.deterministic, device, cfg.train.cudnn_benchmark)
     arithmetic = describe(in_effect(cfg))
     net_cfg = fit_to_task(cfg.model.net, task.channels, task.outputs, task.spatial_dims, tuple(data.images.shape[2:]))
     net = build_network(net_cfg)
     settings = _settings(cfg.train, train.labels, task)
-    loader = make_loader(train.images, train.labels, int(cfg.train.batch_size), train=True, augment=cfg.train.augment,
-                         seed=int(cfg.seed), num_workers=int(cfg.train.num_workers), pin_memory=device.type == "cuda",
+    loader = make_loader(train.images, train.labels, cfg.train.batch_size, train=True, augment=cfg.train.augment,
+                         seed=int(cfg.seed), num_workers=cfg.train.num_workers, pin_memory=device.type == "cuda",
                          sample_weights=_sample_weights(cfg.train.sampler, train.labels, task), ranks=ranks)
     device_info = {**describe_device(device), "processes": ranks.world_size}
     log.info("arithmetic: %s (%s)", arithmetic["arithmetic"], arithmetic["scope"])
     log.info("training %s (%d parameters) for %s %s on %d images, validating on %d, device %s", cfg.model.name,
              count_parameters(net), task.type, list(task.classes), len(train.labels), len(val.labels), device_info)
-    log.info("seed %d, deterministic %s, %s", int(cfg.seed), bool(cfg.train.deterministic),
+    log.info("seed %d, deterministic %s, %s", int(cfg.seed), cfg.train.deterministic,
              ", ".join(f"{k} {v}" for k, v in package_versions().items() if k in ("torch", "monai", "numpy")))
     checkpoint_info = {"model": {**OmegaConf.to_container(cfg.model, resolve=True), "net": net_cfg}, "task": task.as_dict(),
                        "input_shape": list(data.images.shape[1:]), "preprocessing": list(data.card["preprocessing"]),
@@ -142,14 +142,8 @@ def _open_run(cfg: DictConfig, resume: dict | None, data: ProcessedData, task, d
 
 
 def _settings(train_cfg: DictConfig, labels, task) -> TrainSettings:
-    """Return the loop's settings from conf/train."""
-    return TrainSettings(int(train_cfg.max_epochs), float(train_cfg.learning_rate), float(train_cfg.weight_decay),
-                         bool(train_cfg.amp), bool(train_cfg.channels_last), int(train_cfg.log_every_steps),
-                         int(train_cfg.early_stopping_patience or 0), str(train_cfg.schedule), int(train_cfg.warmup_epochs or 0),
-                         float(train_cfg.grad_clip_norm) if train_cfg.grad_clip_norm else None,
-                         _class_weights(train_cfg.class_weighting, labels, task), str(train_cfg.optimizer),
-                         float(train_cfg.momentum), bool(train_cfg.compile), bool(train_cfg.ddp.sync_batchnorm),
-                         str(train_cfg.compile_backend))
+    """Return the loop's settings from conf/train, with the class weights train.class_weighting asks for."""
+    return TrainSettings.from_config(train_cfg, _class_weights(train_cfg.class_weighting, labels, task))
 
 
 def _sample_weights(mode: str, labels, task) -> np.ndarray | None:

@@ -1,10 +1,10 @@
-"""The training loop: optimiser and schedule, AMP on CUDA, optional torch.compile and DDP, early stopping, progress logs."""
+"""The training loop around one TrainingState: restore, train one epoch, validate, snapshot; early stopping and progress logs."""
 
 import logging
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import torch
 
@@ -20,9 +20,9 @@ from crossmed.training.schedules import make_scheduler
 log = logging.getLogger("crossmed.train")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainSettings:
-    """The knobs of one training run (from conf/train/)."""
+    """The knobs of one training run (conf/train/, as crossmed.config.TrainConfig types them), by keyword."""
 
     max_epochs: int
     learning_rate: float
@@ -40,6 +40,13 @@ class TrainSettings:
     compile: bool = False  # torch.compile the network for training
     sync_batchnorm: bool = True  # DDP on CUDA: batch statistics over all ranks
     compile_backend: str = "inductor"  # torch.compile backend; "eager" only captures graphs (a quick check)
+
+    @classmethod
+    def from_config(cls, train_cfg, class_weights: list[float] | None = None) -> "TrainSettings":
+        """Return the settings of conf/train (typed at composition by crossmed.config.TrainConfig)."""
+        names = {f.name for f in fields(cls)} - {"patience", "class_weights", "sync_batchnorm"}
+        return cls(**{name: train_cfg[name] for name in names}, patience=train_cfg.early_stopping_patience,
+                   class_weights=class_weights, sync_batchnorm=train_cfg.ddp.sync_batchnorm)
 
 
 @dataclass
@@ -64,6 +71,109 @@ def _autocast(device: torch.device, amp: bool):
     return torch.autocast("cuda", dtype=dtype), scaler
 
 
+class TrainingState:
+    """Everything one training run changes as it goes: network (wrapped for DDP/compile), optimiser, schedule, AMP scaler,
+    the best epoch so far and how many epochs it has not improved; restored from and saved to a resume snapshot."""
+
+    def __init__(self, net: torch.nn.Module, train_loader, task: Task, settings: TrainSettings, device: torch.device,
+                 ranks: Ranks = Ranks(), resume: dict | None = None):
+        self.net, self.loader, self.task, self.settings, self.device, self.ranks = net, train_loader, task, settings, device, ranks
+        self.channels_last = settings.channels_last and task.spatial_dims == 2  # channels_last is defined for 4D tensors only
+        self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        net.to(device=device, memory_format=self.memory_format)
+        if resume is not None:
+            net.load_state_dict(resume["model"])
+        parallel = distributed.wrap(net, device, settings.sync_batchnorm)  # DDP broadcasts rank 0's weights here
+        self.model = torch.compile(parallel, backend=settings.compile_backend) if settings.compile else parallel
+        self.optimizer = make_optimizer(net, settings.optimizer, settings.learning_rate, settings.weight_decay, settings.momentum)
+        self.scheduler, self.per_batch = make_scheduler(self.optimizer, settings.schedule, settings.max_epochs, len(train_loader),
+                                                        settings.warmup_epochs, settings.learning_rate)
+        weights = torch.tensor(settings.class_weights, dtype=torch.float32, device=device) if settings.class_weights else None
+        self.loss_fn = loss_function(task, weights)
+        self.autocast, self.scaler = _autocast(device, settings.amp)
+        self.best: EpochResult | None = None
+        self.next_epoch, self.stale = 1, 0
+        if resume is not None:
+            self.restore(resume)
+
+    def restore(self, resume: dict) -> None:
+        """Continue after the epoch `resume` was taken at: optimiser, schedule, scaler, RNGs, best epoch and staleness."""
+        self.optimizer.load_state_dict(resume["optimizer"])
+        self.scheduler.load_state_dict(resume["scheduler"])
+        if self.scaler is not None and resume.get("scaler"):
+            self.scaler.load_state_dict(resume["scaler"])
+        restore_rng_states(resume["rng"][self.ranks.rank], self.loader)
+        self.best, self.next_epoch, self.stale = EpochResult(**resume["best"]), resume["epoch"] + 1, resume["stale_epochs"]
+
+    def _step(self, batch) -> tuple[int, float]:
+        """Train on one batch; return its size and summed loss."""
+        images = batch["image"].to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        labels = targets(batch["label"].to(self.device, non_blocking=True), self.task)
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.autocast:
+            loss = self.loss_fn(self.model(images), labels)
+        clip = self.settings.grad_clip_norm
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            if clip:
+                self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
+                torch.nn.utils.clip_grad_norm_(self.net.parameters(), clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            if clip:
+                torch.nn.utils.clip_grad_norm_(self.net.parameters(), clip)
+            self.optimizer.step()
+        if self.per_batch:
+            self.scheduler.step()
+        return len(labels), float(loss.detach()) * len(labels)
+
+    def train_epoch(self, epoch: int) -> tuple[int, float, float, float]:
+        """Train one epoch; return (images over all ranks, their summed loss, seconds, learning rate at its start)."""
+        if hasattr(self.loader.batch_sampler, "set_epoch"):
+            self.loader.batch_sampler.set_epoch(epoch)
+        self.model.train()
+        started, seen, loss_sum = time.perf_counter(), 0, 0.0
+        learning_rate = self.optimizer.param_groups[0]["lr"]
+        steps = len(self.loader)
+        for step, batch in enumerate(self.loader, 1):
+            count, batch_loss = self._step(batch)
+            seen += count
+            loss_sum += batch_loss
+            if step % self.settings.log_every_steps == 0 or step == steps:
+                rate = seen * self.ranks.world_size / (time.perf_counter() - started)
+                log.info("epoch %d/%d step %d/%d loss %.4f %.0f img/s", epoch, self.settings.max_epochs, step, steps,
+                         loss_sum / seen, rate)
+        if not self.per_batch:
+            self.scheduler.step()
+        seconds = time.perf_counter() - started
+        seen, loss_sum = distributed.sum_over_ranks(seen, loss_sum)
+        return seen, loss_sum, seconds, learning_rate
+
+    def validate(self, val_images, val_labels):
+        """Return the validation probabilities of every image (each rank predicts its share; all ranks get all rows)."""
+        start, stop = distributed.shard(len(val_labels), self.ranks)
+        with self.autocast:
+            probabilities = predict_probabilities(self.net, val_images, self.device, self.task,
+                                                  channels_last=self.channels_last, start=start, stop=stop)
+        return distributed.gather_rows(probabilities)
+
+    def record(self, result: EpochResult) -> bool:
+        """Keep `result` as the best when its val AUC is higher; return whether it is."""
+        is_best = self.best is None or result.val_auc > self.best.val_auc
+        self.best = result if is_best else self.best
+        self.stale = 0 if is_best else self.stale + 1
+        return is_best
+
+    def snapshot(self, epoch: int) -> dict:
+        """Return the state that `resume` takes to continue after `epoch` exactly (a collective under DDP: RNGs are gathered)."""
+        return {"epoch": epoch, "best": asdict(self.best), "stale_epochs": self.stale, "model": self.net.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+                "rng": distributed.gather_objects(rng_states(self.loader))}
+
+
 def fit(net: torch.nn.Module, train_loader, val_images, val_labels, task: Task, settings: TrainSettings,
         device: torch.device, on_epoch: Callable[[EpochResult, bool, Callable[[], dict]], None],
         resume: dict | None = None, ranks: Ranks = Ranks()) -> EpochResult:
@@ -74,89 +184,21 @@ def fit(net: torch.nn.Module, train_loader, val_images, val_labels, task: Task, 
     scheduler, scaler, every rank's RNGs). Under DDP the loss, image count and validation predictions are
     gathered from all ranks, so every rank sees the same results and takes the same early-stopping decision.
     """
-    channels_last = settings.channels_last and task.spatial_dims == 2  # channels_last is defined for 4D tensors only
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    net.to(device=device, memory_format=memory_format)
-    if resume is not None:
-        net.load_state_dict(resume["model"])
-    parallel = distributed.wrap(net, device, settings.sync_batchnorm)  # DDP broadcasts rank 0's weights here
-    model = torch.compile(parallel, backend=settings.compile_backend) if settings.compile else parallel
-    optimizer = make_optimizer(net, settings.optimizer, settings.learning_rate, settings.weight_decay, settings.momentum)
-    scheduler, per_batch = make_scheduler(optimizer, settings.schedule, settings.max_epochs, len(train_loader),
-                                          settings.warmup_epochs, settings.learning_rate)
-    weights = torch.tensor(settings.class_weights, dtype=torch.float32, device=device) if settings.class_weights else None
-    loss_fn = loss_function(task, weights)
-    autocast, scaler = _autocast(device, settings.amp)
-    best: EpochResult | None = None
-    first, stale = 1, 0
-    if resume is not None:
-        optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
-        if scaler is not None and resume.get("scaler"):
-            scaler.load_state_dict(resume["scaler"])
-        restore_rng_states(resume["rng"][ranks.rank], train_loader)
-        best, first, stale = EpochResult(**resume["best"]), resume["epoch"] + 1, resume["stale_epochs"]
-    steps = len(train_loader)
-    val_start, val_stop = distributed.shard(len(val_labels), ranks)
-    for epoch in range(first, settings.max_epochs + 1):
-        if hasattr(train_loader.batch_sampler, "set_epoch"):
-            train_loader.batch_sampler.set_epoch(epoch)
-        model.train()
-        started, seen, loss_sum = time.perf_counter(), 0, 0.0
-        learning_rate = optimizer.param_groups[0]["lr"]
-        for step, batch in enumerate(train_loader, 1):
-            images = batch["image"].to(device, non_blocking=True).contiguous(memory_format=memory_format)
-            labels = targets(batch["label"].to(device, non_blocking=True), task)
-            optimizer.zero_grad(set_to_none=True)
-            with autocast:
-                loss = loss_fn(model(images), labels)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                if settings.grad_clip_norm:
-                    scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
-                    torch.nn.utils.clip_grad_norm_(net.parameters(), settings.grad_clip_norm)
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                if settings.grad_clip_norm:
-                    torch.nn.utils.clip_grad_norm_(net.parameters(), settings.grad_clip_norm)
-                optimizer.step()
-            if per_batch:
-                scheduler.step()
-            seen += len(labels)
-            loss_sum += float(loss.detach()) * len(labels)
-            if step % settings.log_every_steps == 0 or step == steps:
-                rate = seen * ranks.world_size / (time.perf_counter() - started)
-                log.info("epoch %d/%d step %d/%d loss %.4f %.0f img/s", epoch, settings.max_epochs, step, steps,
-                         loss_sum / seen, rate)
-        if not per_batch:
-            scheduler.step()
-        train_seconds = time.perf_counter() - started
-        seen, loss_sum = distributed.sum_over_ranks(seen, loss_sum)
-        with autocast:
-            probabilities = predict_probabilities(net, val_images, device, task, channels_last=channels_last,
-                                                  start=val_start, stop=val_stop)
-        probabilities = distributed.gather_rows(probabilities)
+    state = TrainingState(net, train_loader, task, settings, device, ranks, resume)
+    for epoch in range(state.next_epoch, settings.max_epochs + 1):
+        started = time.perf_counter()
+        seen, loss_sum, train_seconds, learning_rate = state.train_epoch(epoch)
+        probabilities = state.validate(val_images, val_labels)
         result = EpochResult(epoch, loss_sum / max(seen, 1), mean_log_loss(probabilities, val_labels, task),
                              mean_auc(probabilities, val_labels, task),
                              seen / train_seconds, time.perf_counter() - started, learning_rate, int(seen))
-        is_best = best is None or result.val_auc > best.val_auc
-        best = result if is_best else best
-        stale = 0 if is_best else stale + 1
+        is_best = state.record(result)
         log.info("epoch %d/%d done: train loss %.4f, val loss %.4f, val AUC %.4f%s, %.0f img/s, %.1f s",
                  epoch, settings.max_epochs, result.train_loss, result.val_loss, result.val_auc,
                  " (best)" if is_best else "", result.images_per_second, result.seconds)
-
-        def snapshot(epoch=epoch, best=best, stale=stale) -> dict:
-            return {"epoch": epoch, "best": asdict(best), "stale_epochs": stale, "model": net.state_dict(),
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict() if scaler is not None else None,
-                    "rng": distributed.gather_objects(rng_states(train_loader))}
-
-        on_epoch(result, is_best, snapshot)
-        if settings.patience and stale >= settings.patience:
+        on_epoch(result, is_best, lambda epoch=epoch: state.snapshot(epoch))
+        if settings.patience and state.stale >= settings.patience:
             log.info("early stop after epoch %d: val AUC has not improved for %d epochs (patience %d)",
-                     epoch, stale, settings.patience)
+                     epoch, state.stale, settings.patience)
             break
-    return best
+    return state.best

@@ -1,0 +1,62 @@
+"""Typed schemas of conf/ groups, registered with Hydra's ConfigStore so a composed config is checked as it is made.
+
+conf/train/default.yaml lists `schema` first in its defaults: composing (`dvc exp run -S train.max_epochs=abc`,
+`python pipelines/train.py ...`, `crossmed params`) fails at once, naming the key, when a value has the wrong type
+or a key is misspelt. Registration happens in hydra_plugins/crossmed_config, which Hydra imports when it starts
+(DVC's composition too). Values that are one of a few words (optimizer, schedule, ...) are checked where they are used.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class DDPConfig:
+    """train.ddp: several training processes on one machine."""
+
+    nproc_per_node: Any = "auto"  # a number of processes, or auto (checked by crossmed.training.distributed)
+    backend: str = "auto"
+    sync_batchnorm: bool = True
+
+
+@dataclass
+class TrainConfig:
+    """train: the training loop's settings (conf/train/default.yaml says what each means)."""
+
+    max_epochs: int = 30
+    batch_size: int = 64
+    device: str = "auto"
+    optimizer: str = "adamw"
+    learning_rate: float = 0.001
+    weight_decay: float = 0.0001
+    momentum: float = 0.9
+    schedule: str = "cosine"
+    warmup_epochs: int = 0
+    grad_clip_norm: float | None = None
+    class_weighting: str = "none"
+    sampler: str = "shuffle"
+    augment: list[Any] = field(default_factory=list)
+    amp: bool = True
+    channels_last: bool = True
+    compile: bool = False
+    compile_backend: str = "inductor"
+    deterministic: bool = True
+    cudnn_benchmark: bool = True
+    num_workers: int = 0
+    log_every_steps: int = 10
+    early_stopping_patience: int = 0
+    resume: bool = True
+    strategy: str = "single"
+    ddp: DDPConfig = field(default_factory=DDPConfig)
+
+
+SCHEMAS = {"train": TrainConfig}  # config group -> its schema, stored as <group>/schema
+
+
+def register_schemas() -> None:
+    """Store every schema in Hydra's ConfigStore as `<group>/schema` (idempotent)."""
+    store = ConfigStore.instance()
+    for group, schema in SCHEMAS.items():
+        store.store(group=group, name="schema", node=schema)
