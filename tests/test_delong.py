@@ -1,5 +1,7 @@
 """DeLong's paired AUC test against its definition, scikit-learn's AUC, and its false-positive rate under the null."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
@@ -45,6 +47,12 @@ def test_needs_both_classes():
         delong_test([1, 1, 1], [0.2, 0.4, 0.6], [0.1, 0.3, 0.9])
 
 
+def _evaluate_into(cfg, metrics: Path, evaluation: Path) -> None:
+    """Point the evaluate stage's outputs (paths.metrics, paths.evaluation and the files inside it) elsewhere."""
+    cfg.paths.metrics, cfg.paths.evaluation = str(metrics), str(evaluation)
+    cfg.paths.operating_point, cfg.paths.all_metrics = str(evaluation / "operating_point.json"), str(evaluation / "metrics_all.json")
+
+
 def test_evaluate_compares_with_another_run_and_refuses_other_cases(trained_study, tmp_path):
     import json
     import shutil
@@ -57,11 +65,10 @@ def test_evaluate_compares_with_another_run_and_refuses_other_cases(trained_stud
     from crossmed.stages import evaluate as evaluate_stage
 
     exp = Path(trained_study.paths.experiments)
-    run_id = json.loads((exp / "train" / "mlflow_run.json").read_text())["run_id"]
+    run_id = json.loads(Path(trained_study.paths.training_run).read_text())["run_id"]
     cfg = OmegaConf.merge(trained_study, {})  # a copy: the shared fixture stays as it is
     cfg.evaluate.compare_with = run_id  # the same model: no difference
-    cfg.paths.metrics, cfg.paths.evaluation = str(tmp_path / "metrics.json"), str(tmp_path / "evaluation")
-    cfg.paths.operating_point, cfg.paths.all_metrics = f"{cfg.paths.evaluation}/operating_point.json", f"{cfg.paths.evaluation}/metrics_all.json"
+    _evaluate_into(cfg, tmp_path / "metrics.json", tmp_path / "evaluation")
     metrics = evaluate_stage.run(cfg)
     assert metrics["internal_test_vs_reference"] == {"auc_difference": 0.0, "p_value": 1.0}
     comparison = json.loads((tmp_path / "evaluation" / "comparison.json").read_text())
@@ -71,8 +78,7 @@ def test_evaluate_compares_with_another_run_and_refuses_other_cases(trained_stud
     table = pd.read_csv(other / "predictions_internal_test.csv")
     table.iloc[1:].to_csv(other / "predictions_internal_test.csv", index=False)  # one image fewer than our test set
     cfg.evaluate.compare_with = str(other)
-    cfg.paths.metrics, cfg.paths.evaluation = str(tmp_path / "m2.json"), str(tmp_path / "e2")
-    cfg.paths.operating_point, cfg.paths.all_metrics = f"{cfg.paths.evaluation}/operating_point.json", f"{cfg.paths.evaluation}/metrics_all.json"
+    _evaluate_into(cfg, tmp_path / "m2.json", tmp_path / "e2")
     with pytest.raises(InputError, match="1 of .* internal_test images have no reference prediction"):
         evaluate_stage.run(cfg)
     assert not (tmp_path / "e2").exists() and not (tmp_path / "m2.json").exists(), "nothing half-written"

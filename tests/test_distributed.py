@@ -55,10 +55,10 @@ def test_two_gloo_processes_train_one_epoch(tmp_path, tiny_study):
     assert "starting 2 processes with torchrun" in log and "process group: 2 processes, backend gloo" in log
     assert log.count("epoch 1/1 done") == 1, "only rank 0 reports progress"
     manifest = pd.read_csv(Path(tiny_study.paths.processed) / "manifest.csv")
-    history = pd.read_csv(tmp_path / "experiments" / "train" / "history.csv")
+    history = pd.read_csv(cfg.paths.history)
     assert history["train_images"].tolist() == [int((manifest["split"] == "train").sum())]
-    assert (tmp_path / "models" / "checkpoint.pt").is_file()
-    run_id = json.loads((tmp_path / "experiments" / "train" / "mlflow_run.json").read_text())["run_id"]
+    assert Path(cfg.paths.checkpoint).is_file()
+    run_id = json.loads(Path(cfg.paths.training_run).read_text())["run_id"]
     client = mlflow.MlflowClient(tracking_uri=cfg.mlflow.tracking_uri)
     runs = client.search_runs([client.get_run(run_id).info.experiment_id])
     assert len(runs) == 1 and runs[0].data.tags["device.processes"] == "2"
@@ -74,4 +74,4 @@ def test_nccl_process_group_trains_on_cuda(tmp_path, tiny_study):
     code, log = train_in_subprocess(str(tmp_path / "ddp.yaml"))
     assert code == 0, log[-3000:]
     assert "process group: 1 processes, backend nccl, rank 0 on cuda:0" in log
-    assert (tmp_path / "models" / "checkpoint.pt").is_file()
+    assert Path(cfg.paths.checkpoint).is_file()

@@ -70,7 +70,7 @@ def test_predict_cli_equals_the_validated_model_and_writes_saliency(trained_stud
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     evaluated = _evaluated(trained_study, "external_test")
-    threshold = json.loads((Path(trained_study.paths.experiments) / "evaluation" / "operating_point.json").read_text())["threshold"]
+    threshold = json.loads(Path(trained_study.paths.operating_point).read_text())["threshold"]
     for path, line in zip(files, lines):
         p = line["probabilities"]["opacity"]
         assert p == pytest.approx(evaluated[path.stem], abs=2e-6), "raw DICOM in, the evaluated probability out"
@@ -211,7 +211,7 @@ def test_mlflow_model_takes_image_bytes_in_a_fresh_process_and_is_registered(tra
     client = mlflow.MlflowClient(trained_study.mlflow.tracking_uri)
     versions = client.search_model_versions(f"name='{trained_study.export.registered_name}'")
     tags = versions[0].tags
-    metrics = json.loads((Path(trained_study.paths.experiments) / "metrics.json").read_text())
+    metrics = json.loads(Path(trained_study.paths.metrics).read_text())
     assert float(tags["threshold"]) == json.loads((folder.parent / "model" / "model.json").read_text())[
         "operating_point"]["threshold"]
     assert tags["internal_test.auc"].startswith(str(metrics["internal_test"]["auc"]))
@@ -232,7 +232,7 @@ def test_perturbed_artifacts_fail_the_parity_check(trained_study, tmp_path):
     from crossmed.export.onnx_export import check_onnx_parity
     from crossmed.export.torchscript import check_parity
 
-    net, _ = load_trained_network(Path(trained_study.paths.models) / "checkpoint.pt", torch.device("cpu"))
+    net, _ = load_trained_network(trained_study.paths.checkpoint, torch.device("cpu"))
     model_dir, images = _export(trained_study) / "model", np.load(Path(trained_study.paths.processed) / "images.npy")[:8]
     assert check_onnx_parity(net, model_dir / "model.onnx", images, 1e-4) <= 1e-4
     graph = onnx.load(str(model_dir / "model.onnx"))
@@ -347,7 +347,7 @@ def test_model_card_states_use_data_evaluation_and_versions(trained_study):
     for section in ("## Intended use", "## Not intended for", "## Data", "## Evaluation", "## Calibration",
                     "## Sites and subgroups", "## Limitations", "## Versions"):
         assert section in text
-    metrics = json.loads((Path(trained_study.paths.experiments) / "metrics.json").read_text())["external_test"]
+    metrics = json.loads(Path(trained_study.paths.metrics).read_text())["external_test"]
     assert f"{metrics['auc']:.3f} ({metrics['auc_ci_low']:.3f} to {metrics['auc_ci_high']:.3f})" in text
     description = json.loads((export / "model" / "model.json").read_text())
     assert f"{description['operating_point']['threshold']:.4f}" in text and description["training"]["data_sha256"] in text

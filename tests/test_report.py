@@ -17,7 +17,7 @@ def test_report_states_what_was_measured(trained_study, tmp_path):
     exp = Path(trained_study.paths.experiments)
     md_path, html_path = report_stage.run(trained_study)
     text, html = md_path.read_text(), html_path.read_text()
-    metrics = json.loads((exp / "metrics.json").read_text())
+    metrics = json.loads(Path(trained_study.paths.metrics).read_text())
     auc = metrics["internal_test"]
     assert f"{auc['auc']:.3f} ({auc['auc_ci_low']:.3f} to {auc['auc_ci_high']:.3f})" in text
     for section in ("## Data", "## Model and training", "## Performance", "## External validation", "## Calibration",
@@ -43,12 +43,11 @@ def test_report_states_what_was_measured(trained_study, tmp_path):
 
 
 def test_report_names_its_model_and_is_the_same_when_rerun(trained_study, tmp_path):
-    exp = Path(trained_study.paths.experiments)
-    run_id = json.loads((exp / "train" / "mlflow_run.json").read_text())["run_id"]
+    run_id = json.loads(Path(trained_study.paths.training_run).read_text())["run_id"]
     first, _ = report_stage.run(OmegaConf.merge(trained_study, {"paths": {"reports": str(tmp_path / "a")}}))
     second, _ = report_stage.run(OmegaConf.merge(trained_study, {"paths": {"reports": str(tmp_path / "b")}}))
     assert first.read_text() == second.read_text(), "no wall-clock time: a rerun on the same inputs writes the same report"
-    checkpoint = hashlib.sha256(Path(f"{trained_study.paths.models}/checkpoint.pt").read_bytes()).hexdigest()
+    checkpoint = hashlib.sha256(Path(trained_study.paths.checkpoint).read_bytes()).hexdigest()
     text = first.read_text()
     assert f"SHA-256 `{checkpoint[:16]}" in text, "the model is named by content"
     assert run_id not in text, "no run ID: a fresh clone's run has another, and must write the same report"

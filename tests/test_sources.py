@@ -36,7 +36,7 @@ def test_medmnist_study_of_every_task_type(tmp_path, subset, task, outputs):
     assert set(data.manifest["split"]) == {"train", "val", "test"}, "official splits kept"
     assert data.card["source"]["official_md5"].startswith("differs"), "a home-made file is not the published one"
     assert data.images.shape[1:] == (data.task.channels, *(28,) * data.task.spatial_dims)
-    metrics = json.loads((Path(cfg.paths.experiments) / "metrics.json").read_text())
+    metrics = json.loads(Path(cfg.paths.metrics).read_text())
     assert set(metrics) == {"internal_test"} and 0 <= metrics["internal_test"]["auc"] <= 1
     if task == "ordinal":
         assert "quadratic_kappa" in metrics["internal_test"]

@@ -18,12 +18,12 @@ from crossmed.errors import ConfigError
 
 def test_metrics_json_shape_and_values(trained_study):
     exp = Path(trained_study.paths.experiments)
-    headline = json.loads((exp / "metrics.json").read_text())
-    metrics = json.loads((exp / "evaluation" / "metrics_all.json").read_text())
+    headline = json.loads(Path(trained_study.paths.metrics).read_text())
+    metrics = json.loads(Path(trained_study.paths.all_metrics).read_text())
     assert list(headline) == ["internal_test", "external_test"] and set(metrics) == {"internal_test", "external_test", "external_gap"}
     assert all(headline[name][key] == metrics[name][key] for name in headline for key in headline[name] if not key.startswith("auc_gap"))
     assert headline["external_test"]["auc_gap"] == metrics["external_gap"]["auc"]
-    threshold = json.loads((exp / "evaluation" / "operating_point.json").read_text())["threshold"]
+    threshold = json.loads(Path(trained_study.paths.operating_point).read_text())["threshold"]
     for name in ("internal_test", "external_test"):
         values = metrics[name]
         assert {"auc", "pr_auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "brier",
@@ -69,8 +69,7 @@ def test_binary_metrics_by_hand():
 
 
 def test_mlflow_run_holds_params_metrics_tags_and_artifacts(trained_study):
-    exp = Path(trained_study.paths.experiments)
-    reference = json.loads((exp / "train" / "mlflow_run.json").read_text())
+    reference = json.loads(Path(trained_study.paths.training_run).read_text())
     client = mlflow.MlflowClient(tracking_uri=reference["tracking_uri"])
     run = client.get_run(reference["run_id"])
     assert run.data.params["model.name"] == "resnet_small"
@@ -116,8 +115,8 @@ def test_exported_model_matches_checkpoint(trained_study):
     assert description["inputs"]["image"]["shape"] == [-1, 1, size, size]
     assert description["classes"] == list(trained_study.study.classes)
     assert description["operating_point"]["chosen_on"] == "val"
-    exported = torch.jit.load(str(models / "export" / "model" / "model.ts"))
-    checkpoint = torch.load(models / "checkpoint.pt", weights_only=True)
+    exported = torch.jit.load(str(Path(trained_study.paths.export) / "model" / "model.ts"))
+    checkpoint = torch.load(trained_study.paths.checkpoint, weights_only=True)
     net = build_network(checkpoint["model"]["net"])
     net.load_state_dict(checkpoint["state_dict"])
     images = torch.as_tensor(np.load(Path(trained_study.paths.processed) / "images.npy")[:8])

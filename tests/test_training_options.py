@@ -56,11 +56,10 @@ def test_training_with_every_option(tmp_path, tiny_study, caplog):
     cfg = tiny_config(tmp_path, "train.max_epochs=3", "train.schedule=onecycle", "train.warmup_epochs=1",
                       "train.grad_clip_norm=0.5", "train.class_weighting=balanced")
     cfg.paths.processed = tiny_study.paths.processed
-    exp = Path(cfg.paths.experiments)
     with caplog.at_level("INFO", logger="crossmed"):
         train_stage.run(cfg)
     assert "class weights (balanced" in caplog.text
-    history = pd.read_csv(exp / "train" / "history.csv")
+    history = pd.read_csv(Path(cfg.paths.history))
     assert len(history) == 3 and history["learning_rate"].iloc[0] < history["learning_rate"].max()
 
 
@@ -76,8 +75,7 @@ def test_vit_sgd_balanced_sampler_and_configured_augmentation(tmp_path, tiny_stu
     cfg = tiny_config(tmp_path, "model=vit_tiny", "train.max_epochs=2", "train.optimizer=sgd", "train.learning_rate=0.01",
                       "train.sampler=balanced", f"train.augment=[{noise}]")
     cfg.paths.processed = tiny_study.paths.processed
-    exp = Path(cfg.paths.experiments)
-    checkpoint = f"{cfg.paths.models}/checkpoint.pt"
+    checkpoint = cfg.paths.checkpoint
     with caplog.at_level("INFO", logger="crossmed"):
         train_stage.run(cfg)
         evaluate_stage.run(cfg)
@@ -85,7 +83,7 @@ def test_vit_sgd_balanced_sampler_and_configured_augmentation(tmp_path, tiny_stu
     assert "balanced sampler" in caplog.text and "model.net.img_size: [64, 64] -> [32, 32]" in caplog.text
     saved = torch.load(checkpoint, weights_only=True)
     assert saved["model"]["net"]["_target_"] == "crossmed.model.networks.ViTClassifier"
-    run = mlflow.MlflowClient(cfg.mlflow.tracking_uri).get_run(json.loads((exp / "train/mlflow_run.json").read_text())["run_id"])
+    run = mlflow.MlflowClient(cfg.mlflow.tracking_uri).get_run(json.loads(Path(cfg.paths.training_run).read_text())["run_id"])
     assert run.info.run_name == "vit-sgd" and run.data.tags["dvc.experiment"] == "vit-sgd"
     assert run.data.params["train.optimizer"] == "sgd" and run.data.params["seed"] == str(cfg.seed)
     assert run.data.params["train.deterministic"] == "True" and run.data.tags["version.torch"] == torch.__version__
@@ -100,10 +98,9 @@ def test_bad_training_options_name_the_key(tmp_path, tiny_study, override, key):
 
     cfg = tiny_config(tmp_path, "train.max_epochs=1", override)
     cfg.paths.processed = tiny_study.paths.processed
-    exp = Path(cfg.paths.experiments)
     with pytest.raises(ConfigError, match=key):
         train_stage.run(cfg)
-    assert not (exp / "train" / "history.csv").exists()
+    assert not (Path(cfg.paths.history)).exists()
 
 
 @pytest.mark.gpu
@@ -113,11 +110,10 @@ def test_amp_training_on_cuda(tmp_path, tiny_study):
     cfg = tiny_config(tmp_path, "train.max_epochs=2", "device=cuda", "train.amp=true", "train.deterministic=false",
                       "train.grad_clip_norm=1.0")
     cfg.paths.processed = tiny_study.paths.processed
-    exp = Path(cfg.paths.experiments)
     best = train_stage.run(cfg)
-    history = pd.read_csv(exp / "train" / "history.csv")
+    history = pd.read_csv(Path(cfg.paths.history))
     assert np.isfinite(history[["train_loss", "val_loss"]].to_numpy()).all() and 0.0 <= best["val_auc"] <= 1.0
-    weights = torch.load(f"{cfg.paths.models}/checkpoint.pt", weights_only=True)["state_dict"]
+    weights = torch.load(cfg.paths.checkpoint, weights_only=True)["state_dict"]
     assert all(v.dtype != torch.float16 for v in weights.values()), "autocast keeps the stored weights in float32"
 
 
@@ -129,9 +125,8 @@ def test_deterministic_cuda_training_repeats(tmp_path, tiny_study):
     for name in ("first", "second"):
         cfg = tiny_config(tmp_path / name, "train.max_epochs=2", "device=cuda", "train.deterministic=true")
         cfg.paths.processed = tiny_study.paths.processed
-        exp = Path(cfg.paths.experiments)
         train_stage.run(cfg)
-        histories.append(pd.read_csv(exp / "train" / "history.csv")[["train_loss", "val_loss", "val_auc"]])
+        histories.append(pd.read_csv(Path(cfg.paths.history))[["train_loss", "val_loss", "val_auc"]])
     pd.testing.assert_frame_equal(*histories, check_exact=True)
 
 
@@ -142,9 +137,8 @@ def test_compiled_training_saves_the_plain_network(tmp_path, tiny_study):
     for name, compiled in (("plain", "false"), ("compiled", "true")):
         cfg = tiny_config(tmp_path / name, "train.max_epochs=2", f"train.compile={compiled}", "train.compile_backend=eager")
         cfg.paths.processed = tiny_study.paths.processed
-        exp = Path(cfg.paths.experiments)
         train_stage.run(cfg)
-        histories.append(pd.read_csv(exp / "train" / "history.csv")[["train_loss", "val_loss", "val_auc"]])
-        weights = torch.load(f"{cfg.paths.models}/checkpoint.pt", weights_only=True)["state_dict"]
+        histories.append(pd.read_csv(Path(cfg.paths.history))[["train_loss", "val_loss", "val_auc"]])
+        weights = torch.load(cfg.paths.checkpoint, weights_only=True)["state_dict"]
         assert not any(key.startswith(("_orig_mod.", "module.")) for key in weights), "saved as the network, not its wrapper"
     pd.testing.assert_frame_equal(*histories, rtol=1e-4)

@@ -1,6 +1,6 @@
 """Typed schemas of conf/ groups, registered with Hydra's ConfigStore so a composed config is checked as it is made.
 
-conf/train/default.yaml lists `schema` first in its defaults: composing (`dvc exp run -S train.max_epochs=abc`,
+conf/train, conf/evaluate and conf/export list `schema` first in their defaults: composing (`dvc exp run -S train.max_epochs=abc`,
 `python pipelines/train.py ...`, `crossmed params`) fails at once, naming the key, when a value has the wrong type
 or a key is misspelt. Registration happens in hydra_plugins/crossmed_config, which Hydra imports when it starts
 (DVC's composition too). Values that are one of a few words (optimizer, schedule, ...) are checked where they are used.
@@ -52,7 +52,61 @@ class TrainConfig:
     ddp: DDPConfig = field(default_factory=DDPConfig)
 
 
-SCHEMAS = {"train": TrainConfig}  # config group -> its schema, stored as <group>/schema
+@dataclass
+class BootstrapConfig:
+    """evaluate.bootstrap: intervals by resampling whole patients."""
+
+    resamples: int = 1000
+    seed: int = 0
+    confidence: float = 0.95
+    min_per_class: int = 10
+
+
+@dataclass
+class GradCAMConfig:
+    """evaluate.gradcam: saliency overlays and the layer they are drawn from."""
+
+    cases: int = 4
+    target_layer: str = "auto"
+
+
+@dataclass
+class EvaluateConfig:
+    """evaluate: operating point, intervals, calibration, comparison and saliency (conf/evaluate/default.yaml)."""
+
+    operating_point: str = "youden"
+    target: float = 0.9
+    fixed_threshold: float = 0.5
+    bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
+    temperature_scaling: bool = True
+    compare_with: str | None = None
+    gradcam: GradCAMConfig = field(default_factory=GradCAMConfig)
+
+
+@dataclass
+class ModelCardConfig:
+    """export.card: the model card's statements about use."""
+
+    intended_use: str = ""
+    intended_users: list[str] = field(default_factory=list)
+    not_intended: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ExportConfig:
+    """export: formats, parity checks, registration and the model card (conf/export/default.yaml)."""
+
+    formats: list[str] = field(default_factory=lambda: ["torchscript", "onnx", "mlflow", "bundle"])
+    parity_images: int = 64
+    parity_atol: float = 1.0e-5
+    onnx_parity_atol: float = 1.0e-4
+    onnx_opset: int = 20
+    register: bool = True
+    registered_name: str = ""
+    card: ModelCardConfig = field(default_factory=ModelCardConfig)
+
+
+SCHEMAS = {"train": TrainConfig, "evaluate": EvaluateConfig, "export": ExportConfig}  # group -> schema, stored as <group>/schema
 
 
 def register_schemas() -> None:

@@ -68,7 +68,7 @@ def _prediction_table(name: str, rows: pd.DataFrame, labels: np.ndarray, probabi
 def bootstrap_settings(cfg: DictConfig) -> BootstrapSettings:
     """Return evaluate.bootstrap as settings."""
     b = cfg.evaluate.bootstrap
-    return BootstrapSettings(int(b.resamples), int(b.seed), float(b.confidence), int(b.min_per_class))
+    return BootstrapSettings(b.resamples, b.seed, b.confidence, b.min_per_class)
 
 
 def _temperature(cfg: DictConfig, task: Task, val_probabilities: np.ndarray, val_labels: np.ndarray) -> TemperatureScaling | None:
@@ -167,7 +167,7 @@ def _evaluate(cfg: DictConfig, checkpoint_path: str | Path, out_dir: Path) -> tu
         if task.multilabel:
             log.info("Grad-CAM skipped for %s: overlays are drawn for single-label tasks", name)
         else:
-            write_gradcam(net, part.images, table, list(task.classes), int(cfg.evaluate.gradcam.cases),
+            write_gradcam(net, part.images, table, list(task.classes), cfg.evaluate.gradcam.cases,
                           str(cfg.evaluate.gradcam.target_layer), out_dir / "gradcam", device)
             confusion_figure(table["actual"].to_numpy(), table["predicted"].to_numpy(), list(task.classes),
                              name.replace("_", " "), out_dir / f"confusion_{name}.png")
@@ -197,7 +197,7 @@ def _evaluate(cfg: DictConfig, checkpoint_path: str | Path, out_dir: Path) -> tu
                        "threshold": threshold, "chosen_on": "val", "val_images": int(len(val.labels)),
                        "checkpoint_epoch": int(checkpoint.get("epoch", -1))}
     if task.type == "binary" and cfg.evaluate.operating_point in ("sensitivity", "specificity"):
-        operating_point["target"] = float(cfg.evaluate.target)
+        operating_point["target"] = cfg.evaluate.target
     write_json_atomic(out_dir / within(cfg, "operating_point", "evaluation"), operating_point)
     if pointing:
         write_json_atomic(out_dir / "pointing_game.json", pointing)

@@ -67,20 +67,20 @@ def run(cfg: DictConfig) -> dict:
     recipe = Recipe.from_dict(checkpoint.get("recipe"), str(checkpoint_path))
     data = ProcessedData.load(cfg.paths.processed)
     val = data.split("val") if len(data.split("val").labels) else data.split("train")
-    images = np.array(val.images[: int(cfg.export.parity_images)])  # a copy, not a read-only view of the memory map
+    images = np.array(val.images[: cfg.export.parity_images])  # a copy, not a read-only view of the memory map
     multilabel = checkpoint["task"]["type"] == "multilabel"
     with atomic_directory(out_dir) as work:
         portable = work / PORTABLE
         files, parity, differences = {"torchscript": "model.ts"}, {}, {}
         export_torchscript(net, images, portable / "model.ts", multilabel)
-        differences["torchscript"] = check_parity(net, portable / "model.ts", images, float(cfg.export.parity_atol), multilabel)
-        parity["torchscript"] = _parity("TorchScript", differences["torchscript"], len(images), float(cfg.export.parity_atol))
+        differences["torchscript"] = check_parity(net, portable / "model.ts", images, cfg.export.parity_atol, multilabel)
+        parity["torchscript"] = _parity("TorchScript", differences["torchscript"], len(images), cfg.export.parity_atol)
         if "onnx" in formats:
-            export_onnx(net, images, portable / "model.onnx", int(cfg.export.onnx_opset), multilabel)
+            export_onnx(net, images, portable / "model.onnx", cfg.export.onnx_opset, multilabel)
             files["onnx"] = "model.onnx"
-            differences["onnx"] = check_onnx_parity(net, portable / "model.onnx", images, float(cfg.export.onnx_parity_atol),
+            differences["onnx"] = check_onnx_parity(net, portable / "model.onnx", images, cfg.export.onnx_parity_atol,
                                                     multilabel)
-            parity["onnx"] = _parity("ONNX (onnxruntime)", differences["onnx"], len(images), float(cfg.export.onnx_parity_atol))
+            parity["onnx"] = _parity("ONNX (onnxruntime)", differences["onnx"], len(images), cfg.export.onnx_parity_atol)
         description = model_description(
             name=f"{cfg.study.name}-{checkpoint['model']['name']}", files=files, recipe=recipe.as_dict(),
             input_shape=list(checkpoint["input_shape"]), preprocessing=list(checkpoint["preprocessing"]), task=checkpoint["task"],
