@@ -23,7 +23,7 @@ class DDPConfig:
 
 @dataclass
 class TrainConfig:
-    """train: the training loop's settings (conf/train/default.yaml says what each means)."""
+    """train: the training loop's settings (conf/train/common.yaml says what each means)."""
 
     max_epochs: int = 30
     batch_size: int = 64
@@ -50,6 +50,26 @@ class TrainConfig:
     resume: bool = True
     strategy: str = "single"
     ddp: DDPConfig = field(default_factory=DDPConfig)
+
+
+@dataclass
+class FederatedConfig:
+    """train.federated: rounds, aggregation, privacy and the sites' processes (conf/train/federated.yaml)."""
+
+    rounds: int = 10
+    local_epochs: int = 3
+    aggregation: str = "fedavg"
+    proximal_mu: float = 0.01
+    sites: list[str] = field(default_factory=list)
+    round_timeout_s: int = 3600
+    hide_site_data: str = "auto"
+
+
+@dataclass
+class FederatedTrainConfig(TrainConfig):
+    """train=federated: the shared training settings plus the federated block (conf/train/federated.yaml)."""
+
+    federated: FederatedConfig = field(default_factory=FederatedConfig)
 
 
 @dataclass
@@ -106,11 +126,12 @@ class ExportConfig:
     card: ModelCardConfig = field(default_factory=ModelCardConfig)
 
 
-SCHEMAS = {"train": TrainConfig, "evaluate": EvaluateConfig, "export": ExportConfig}  # group -> schema, stored as <group>/schema
+SCHEMAS = {("train", "schema"): TrainConfig, ("train", "federated_schema"): FederatedTrainConfig,
+           ("evaluate", "schema"): EvaluateConfig, ("export", "schema"): ExportConfig}  # (group, name) in the ConfigStore
 
 
 def register_schemas() -> None:
-    """Store every schema in Hydra's ConfigStore as `<group>/schema` (idempotent)."""
+    """Store every schema in Hydra's ConfigStore under its group and name (idempotent)."""
     store = ConfigStore.instance()
-    for group, schema in SCHEMAS.items():
-        store.store(group=group, name="schema", node=schema)
+    for (group, name), schema in SCHEMAS.items():
+        store.store(group=group, name=name, node=schema)

@@ -38,7 +38,10 @@ def run(cfg: DictConfig) -> dict:
 
     Under DDP (started by torchrun) every rank trains; only rank 0 logs to MLflow and writes files.
     """
-    check_strategy(cfg.train)
+    if check_strategy(cfg.train) == "federated":
+        from crossmed.stages import federated_train
+
+        return federated_train.run(cfg)
     ranks = current_ranks()
     device = resolve_device(str(cfg.train.device))
     if ranks.distributed:
@@ -69,9 +72,7 @@ def _train(cfg: DictConfig, ranks: Ranks, device, checkpoint_path: Path, history
              count_parameters(net), task.type, list(task.classes), len(train.labels), len(val.labels), device_info)
     log.info("seed %d, deterministic %s, %s", int(cfg.seed), cfg.train.deterministic,
              ", ".join(f"{k} {v}" for k, v in package_versions().items() if k in ("torch", "monai", "numpy")))
-    checkpoint_info = {"model": {**OmegaConf.to_container(cfg.model, resolve=True), "net": net_cfg}, "task": task.as_dict(),
-                       "input_shape": list(data.images.shape[1:]), "preprocessing": list(data.card["preprocessing"]),
-                       "recipe": data.card.get("recipe"), "classes": list(task.classes), "arithmetic": arithmetic["arithmetic"]}
+    info = checkpoint_info(cfg, data, net_cfg, arithmetic["arithmetic"])
     state_path = Path(cfg.paths.models) / "resume" / STATE_FILE
     state_id = fingerprint(STATE_FORMAT, OmegaConf.to_container(cfg.train, resolve=True), net_cfg, int(cfg.seed),
                            device.type, ranks.world_size, file_sha256(Path(cfg.paths.processed) / MANIFEST_FILE),
@@ -86,7 +87,7 @@ def _train(cfg: DictConfig, ranks: Ranks, device, checkpoint_path: Path, history
             save_run_reference(run_reference_path, run)
             if not resume:
                 mlflow.log_param("model.parameters", count_parameters(net))
-                _log_data_card(cfg.paths.processed, f"{cfg.study.name} processed", data_sha256)
+                log_data_card(cfg.paths.processed, f"{cfg.study.name} processed", data_sha256)
 
         def on_epoch(result, is_best, snapshot):
             history.append(asdict(result))
@@ -107,12 +108,12 @@ def _train(cfg: DictConfig, ranks: Ranks, device, checkpoint_path: Path, history
         best = fit(net, loader, val.images, val.labels, task, settings, device, on_epoch, resume, ranks)
         if ranks.main:
             net.load_state_dict(best_weights["state"])
-            save_checkpoint(checkpoint_path, net, {**checkpoint_info, "epoch": best.epoch, "val_auc": best.val_auc})
+            save_checkpoint(checkpoint_path, net, {**info, "epoch": best.epoch, "val_auc": best.val_auc})
             written = tag_file("checkpoint", checkpoint_path)  # what this run wrote, once written
-            log_trained_model(cfg.model.name, f"MONAI {checkpoint_info['model']['net']['_target_'].rsplit('.', 1)[-1]}",
+            log_trained_model(cfg.model.name, f"MONAI {info['model']['net']['_target_'].rsplit('.', 1)[-1]}",
                               written["sha256"], metric_names(TRAINING, {"best_val_auc": best.val_auc,
                                                                          "best_epoch": best.epoch, "epochs": len(history)}))
-            _write_history(history_path, history)
+            write_history(history_path, history)
             mlflow.log_artifact(str(history_path), artifact_path="training")
     except BaseException:
         if ranks.main:
@@ -128,17 +129,30 @@ def _train(cfg: DictConfig, ranks: Ranks, device, checkpoint_path: Path, history
     return asdict(best)
 
 
+def checkpoint_info(cfg: DictConfig, data: ProcessedData, net_cfg: dict, arithmetic: str) -> dict:
+    """Return what a checkpoint records besides the weights: network config, task, input shape, preprocessing, classes."""
+    task = data.task
+    return {"model": {**OmegaConf.to_container(cfg.model, resolve=True), "net": net_cfg}, "task": task.as_dict(),
+            "input_shape": list(data.images.shape[1:]), "preprocessing": list(data.card["preprocessing"]),
+            "recipe": data.card.get("recipe"), "classes": list(task.classes), "arithmetic": arithmetic}
+
+
+def run_tags(cfg: DictConfig, data: ProcessedData, device_info: dict, arithmetic: dict, data_sha256: str) -> dict:
+    """Return the tags of a training run: model, data source and format, task, sites, data hash, device, arithmetic."""
+    return {"model.name": cfg.model.name, "data.source": str(cfg.data.source), "data.format": data.card["source"]["type"],
+            "study.task": data.task.type, "study.sites": ",".join(data.card["sites"]), "train.strategy": str(cfg.train.strategy),
+            "data.sha256": data_sha256,  # what it read
+            **{f"device.{k}": str(v) for k, v in device_info.items()}, **{f"numerics.{k}": v for k, v in arithmetic.items()}}
+
+
 def _open_run(cfg: DictConfig, resume: dict | None, data: ProcessedData, task, device_info: dict, arithmetic: dict,
               data_sha256: str):
     """Reopen the interrupted run when resuming, otherwise start a new tagged one (named after the DVC experiment)."""
     if resume:
         open_store(cfg.mlflow.tracking_uri)
         return mlflow.start_run(run_id=resume["run_id"])
-    return start_study_run(cfg, run_name=run_name(cfg.model.name), extra_tags={
-        "model.name": cfg.model.name, "data.source": str(cfg.data.source), "data.format": data.card["source"]["type"],
-        "study.task": task.type, "study.sites": ",".join(data.card["sites"]),
-        "data.sha256": data_sha256,  # what it read
-        **{f"device.{k}": str(v) for k, v in device_info.items()}, **{f"numerics.{k}": v for k, v in arithmetic.items()}})
+    return start_study_run(cfg, run_name=run_name(cfg.model.name),
+                           extra_tags=run_tags(cfg, data, device_info, arithmetic, data_sha256))
 
 
 def _settings(train_cfg: DictConfig, labels, task) -> TrainSettings:
@@ -172,7 +186,7 @@ def _class_weights(mode: str, labels, task) -> list[float] | None:
     raise ConfigError("train.class_weighting", f"unknown mode '{mode}' (known: none, balanced)")
 
 
-def _log_data_card(folder, name: str, data_sha256: str) -> None:
+def log_data_card(folder, name: str, data_sha256: str) -> None:
     """Attach the data card (JSON and Markdown) to the run and record the data as the run's MLflow dataset input."""
     card = Path(folder) / DATA_CARD_FILE
     log_dataset(name, folder, data_sha256)
@@ -180,7 +194,7 @@ def _log_data_card(folder, name: str, data_sha256: str) -> None:
     mlflow.log_artifact(str(Path(folder) / DATA_CARD_MARKDOWN), artifact_path="data")
 
 
-def _write_history(path, rows: list[dict]) -> None:
+def write_history(path, rows: list[dict]) -> None:
     """Write the per-epoch history without timings (they differ run to run; MLflow and the log keep them)."""
     fields = [name for name in rows[0] if name not in TIMING_FIELDS]
     with atomic_path(path) as tmp:

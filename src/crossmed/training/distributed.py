@@ -19,7 +19,7 @@ import torch.distributed as dist
 from crossmed.errors import ConfigError
 
 log = logging.getLogger("crossmed.train")
-STRATEGIES = ("single", "ddp")
+STRATEGIES = ("single", "ddp", "federated")
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 import logging
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, fields
@@ -93,6 +94,7 @@ class TrainingState:
         self.autocast, self.scaler = _autocast(device, settings.amp)
         self.best: EpochResult | None = None
         self.next_epoch, self.stale = 1, 0
+        self.penalty: Callable[[], torch.Tensor] | None = None  # a term added to every batch's loss (FedProx's proximal term)
         if resume is not None:
             self.restore(resume)
 
@@ -105,6 +107,13 @@ class TrainingState:
         restore_rng_states(resume["rng"][self.ranks.rank], self.loader)
         self.best, self.next_epoch, self.stale = EpochResult(**resume["best"]), resume["epoch"] + 1, resume["stale_epochs"]
 
+    def skip_schedule(self, epochs: int) -> None:
+        """Move the learning-rate schedule on by `epochs` epochs without training (a federated round starts where the last ended)."""
+        with warnings.catch_warnings():  # stepping a schedule before any optimiser step is what is meant here
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(epochs * (len(self.loader) if self.per_batch else 1)):
+                self.scheduler.step()
+
     def _step(self, batch) -> tuple[int, float]:
         """Train on one batch; return its size and summed loss."""
         images = batch["image"].to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
@@ -112,6 +121,8 @@ class TrainingState:
         self.optimizer.zero_grad(set_to_none=True)
         with self.autocast:
             loss = self.loss_fn(self.model(images), labels)
+            if self.penalty is not None:
+                loss = loss + self.penalty()
         clip = self.settings.grad_clip_norm
         if self.scaler is not None:
             self.scaler.scale(loss).backward()

@@ -1,0 +1,201 @@
+"""A federation on this machine: a Flower SuperLink (the coordinator) and one SuperNode per site, as real processes.
+
+Each process gets its own FLWR_HOME and log file under the federation's folder; ports are free loopback ports. The
+`flwr` CLI submits the run and reports its status. Flower starts the ServerApp and each round's ClientApp as
+children of these processes (found on PATH, so this environment's bin folder goes first), and inherits their
+environment: the portable CPU settings of the train stage reach every site's training.
+"""
+
+import json
+import logging
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tomli_w
+
+from crossmed.errors import CrossmedError
+
+log = logging.getLogger("crossmed.federated")
+OFFLINE_ENV = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1", "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.2",
+               "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1"}  # no network calls, no `uv sync` of the app
+CONNECTION = "crossmed"  # the CLI's name for the SuperLink connection
+APP_DIR = Path(__file__).resolve().parent / "flower_app"
+START_TIMEOUT_S = 60
+FINISHED = "finished:"
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass
+class Process:
+    """One long-running process of the federation: what it is, its handle and its log file."""
+
+    name: str
+    popen: subprocess.Popen
+    log_path: Path
+
+    def tail(self, lines: int = 20) -> str:
+        """Return the last lines of its log."""
+        try:
+            return "\n".join(self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def can_hide_folders() -> bool:
+    """True when this process may start others in a mount namespace of their own (root, and `unshare` is there)."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return False
+    return subprocess.run(["unshare", "--mount", "--propagation", "private", "true"], capture_output=True).returncode == 0
+
+
+def _hidden(command: list[str], folders: list[Path]) -> list[str]:
+    """Return `command` run in a new mount namespace where each of `folders` is an empty read-only tmpfs."""
+    mounts = " && ".join(f"mount -t tmpfs -o ro,size=4k crossmed-hidden {shlex.quote(str(f))}" for f in folders)
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", f'{mounts} && exec "$@"', "hide", *command]
+
+
+@dataclass
+class LocalFederation:
+    """A SuperLink and one SuperNode per site (site -> its processed data folder), started on loopback under `root`.
+
+    hide_site_data: start the coordinator in a mount namespace where every site's folder is empty, so it (and the
+    ServerApp it starts) cannot read a site's files even by mistake (needs root; see can_hide_folders).
+    """
+
+    root: Path
+    sites: dict[str, Path]
+    hide_site_data: bool = False
+    processes: list[Process] = field(default_factory=list)
+    port: int = 0
+
+    def __post_init__(self):
+        self.root = Path(self.root).resolve()
+        self.bin = Path(sys.executable).parent
+
+    def env(self, home: Path) -> dict:
+        """Return the environment of a Flower process with its own FLWR_HOME."""
+        home.mkdir(parents=True, exist_ok=True)
+        return {**os.environ, **OFFLINE_ENV, "FLWR_HOME": str(home), "PATH": f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+    def _start(self, name: str, args: list[str], home: Path, hide: list[Path] | None = None) -> Process:
+        log_path = self.root / "logs" / f"{name}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        command = [str(self.bin / args[0]), *args[1:]]
+        with open(log_path, "ab") as out:
+            popen = subprocess.Popen(_hidden(command, hide) if hide else command, env=self.env(home), stdout=out,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        process = Process(name, popen, log_path)
+        self.processes.append(process)
+        return process
+
+    def __enter__(self) -> "LocalFederation":
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start the SuperLink, wait until it listens, then one SuperNode per site; write the CLI's connection."""
+        self.port = free_port()
+        link = self._start("coordinator", ["flower-superlink", "--insecure", "--host", "127.0.0.1", "--port", str(self.port),
+                                           "--database", str(self.root / "coordinator" / "superlink.db"),
+                                           "--disable-runtime-dependency-installation"], self.root / "coordinator" / "flwr",
+                           hide=[Path(f).resolve() for f in self.sites.values()] if self.hide_site_data else None)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not _listening(self.port):
+            if link.popen.poll() is not None or time.monotonic() > deadline:
+                raise CrossmedError(f"the coordinator (Flower SuperLink) did not start on 127.0.0.1:{self.port}; "
+                                    f"its log {link.log_path} ends:\n{link.tail()}")
+            time.sleep(0.3)
+        for site, folder in self.sites.items():
+            self._start(f"site-{site}", ["flower-supernode", "--insecure", "--superlink", f"127.0.0.1:{self.port}",
+                                         "--host", "127.0.0.1", "--port", str(free_port()),
+                                         "--node-config", f'site="{site}" data-dir="{Path(folder).resolve()}"'],
+                        self.root / "sites" / site / "flwr")
+        cli_home = self.root / "cli"
+        cli_home.mkdir(parents=True, exist_ok=True)
+        (cli_home / "config.toml").write_text(tomli_w.dumps(
+            {"superlink": {"default": CONNECTION, CONNECTION: {"address": f"127.0.0.1:{self.port}", "insecure": True}}}))
+        log.info("coordinator on 127.0.0.1:%d%s, %d site process(es) (%s); logs in %s", self.port,
+                 " (the site folders are empty in its mount namespace)" if self.hide_site_data else "", len(self.sites),
+                 ", ".join(self.sites), self.root / "logs")
+
+    def _cli(self, *args: str, timeout: int = 120) -> dict:
+        """Run `flwr ARGS --format json` against this federation's SuperLink and return its JSON answer."""
+        done = subprocess.run([str(self.bin / "flwr"), *args, "--format", "json"], env=self.env(self.root / "cli"),
+                              capture_output=True, text=True, timeout=timeout)
+        try:
+            answer = json.loads(done.stdout[done.stdout.index("{"):])
+        except ValueError:
+            raise CrossmedError(f"`flwr {' '.join(args)}` answered no JSON (exit {done.returncode}): {done.stdout[-500:]} {done.stderr[-500:]}") from None
+        if not answer.get("success", True):
+            raise CrossmedError(f"`flwr {' '.join(args)}` failed: {answer.get('error-message', answer)}")
+        return answer
+
+    def submit(self, run_config: dict) -> int:
+        """Submit crossmed's Flower app with `run_config` (its keys as in the app's pyproject); return the run ID."""
+        config_file = self.root / "coordinator" / "run_config.toml"
+        config_file.write_text(tomli_w.dumps(run_config), encoding="utf-8")
+        answer = self._cli("run", str(APP_DIR), CONNECTION, "--run-config", str(config_file))
+        run_id = int(answer["run-id"])
+        log.info("submitted federated run %d", run_id)
+        return run_id
+
+    def status(self, run_id: int) -> dict:
+        """Return the run's status entry from `flwr ls` (status, status-details, network traffic)."""
+        runs = self._cli("ls", CONNECTION, "--run-id", str(run_id))["runs"]
+        return runs[0] if runs else {}
+
+    def check_alive(self) -> None:
+        """Raise CrossmedError naming the first of the federation's processes that has exited."""
+        for process in self.processes:
+            if process.popen.poll() is not None:
+                raise CrossmedError(f"the {process.name.replace('-', ' ')} process exited (code {process.popen.returncode}); "
+                                    f"its log {process.log_path} ends:\n{process.tail()}")
+
+    def stop(self) -> None:
+        """Stop every process and its children (SIGTERM, then SIGKILL after 10 s)."""
+        for process in self.processes:
+            if process.popen.poll() is None:
+                _signal_group(process.popen, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for process in self.processes:
+            try:
+                process.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            _signal_group(process.popen, signal.SIGKILL)  # children Flower started (ServerApp, ClientApps, superexec)
+            process.popen.wait()
+        self.processes.clear()
+
+
+def _signal_group(popen: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(popen.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,181 @@
+"""Stage `train` with train.strategy=federated: a Flower federation on this machine, then the same outputs as centralised training.
+
+The stage plays every part of a federation that a real study spreads over hospitals: it cuts the processed data into
+one folder per training site (what each hospital's own preprocess would have written), starts the coordinator (a
+Flower SuperLink) and one site process per site (SuperNodes, each given only its own folder), submits crossmed's
+Flower app and follows the rounds. It writes paths.checkpoint (the best round's global weights by the sites'
+validation), paths.history (one row per round) and paths.training_run like centralised training, so evaluate,
+export and report run unchanged. MLflow gets one run for the federation (per-round global validation, bytes sent
+and received, seconds) and a nested run per site (its local training and validation figures).
+"""
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import mlflow
+import torch
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig
+
+from crossmed.data.processed import ProcessedData, data_fingerprint
+from crossmed.devices import describe_device, resolve_device
+from crossmed.errors import ConfigError, CrossmedError
+from crossmed.federated.coordinator import FAILURE_FILE, PROGRESS_FILE, RESULT_FILE, STATE_FILE, FederationError
+from crossmed.federated.messages import STUDY_CONFIG_KEY, WORK_DIR_KEY, encode_study_config
+from crossmed.federated.plan import FederationPlan
+from crossmed.federated.processes import FINISHED, LocalFederation, can_hide_folders
+from crossmed.federated.site_data import write_site_folders
+from crossmed.files import write_json_atomic
+from crossmed.model.checkpoint import save_checkpoint
+from crossmed.model.networks import build_network, fit_to_task
+from crossmed.reproducibility import describe, in_effect
+from crossmed.stages.train import checkpoint_info, log_data_card, run_tags, write_history
+from crossmed.tracking import (EPOCH, TRAINING, log_trained_model, metric_names, open_store, run_name, save_run_reference,
+                               start_study_run, tag_file)
+
+log = logging.getLogger("crossmed.train")
+HISTORY_FIELDS = ("epoch", "round", "train_loss", "val_loss", "val_auc", "learning_rate", "train_images")
+ROUND_FIGURES = ("train_loss", "val_loss", "val_auc", "learning_rate", "train_images", "bytes_sent", "bytes_received", "seconds")
+SITE_FIGURES = ("train_loss", "train_images", "val_loss", "val_auc", "val_images", "seconds")
+RUNS_FILE = "mlflow_runs.json"  # the federation's MLflow runs, so a resumed federation keeps logging to them
+STATUS_EVERY_S = 10
+
+
+def run(cfg: DictConfig) -> dict:
+    """Train by federation; write the checkpoint, history and run reference as centralised training does; return the best round."""
+    plan = FederationPlan.from_config(cfg)
+    root = Path(cfg.paths.federation).resolve()
+    work = root / "coordinator"
+    data = ProcessedData.load(cfg.paths.processed)
+    arithmetic = describe(in_effect(cfg))
+    net_cfg = fit_to_task(cfg.model.net, data.task.channels, data.task.outputs, data.task.spatial_dims,
+                          tuple(data.images.shape[2:]))
+    folders = write_site_folders(cfg.paths.processed, root / "site_data", plan.sites)
+    data_sha256 = data_fingerprint(cfg.paths.processed)
+    resuming = (work / STATE_FILE).is_file()
+    for stale in (RESULT_FILE, FAILURE_FILE) if resuming else (RESULT_FILE, FAILURE_FILE, PROGRESS_FILE):
+        (work / stale).unlink(missing_ok=True)
+    runs = _open_runs(cfg, root, plan, data, arithmetic, data_sha256, resuming)
+    log.info("federated training: %s over sites %s, %d rounds x %d local epochs, %s", cfg.model.name, ", ".join(plan.sites),
+             plan.rounds, plan.local_epochs, plan.aggregation + (f" (mu {plan.proximal_mu})" if plan.aggregation == "fedprox" else ""))
+    started = time.perf_counter()
+    try:
+        with LocalFederation(root / "processes", folders, hide_site_data=_hide(plan)) as federation:
+            run_id = federation.submit({STUDY_CONFIG_KEY: encode_study_config(cfg), WORK_DIR_KEY: str(work)})
+            _follow(federation, run_id, work, plan, runs)
+        result = torch.load(work / RESULT_FILE, map_location="cpu", weights_only=False)
+        _log_rounds(result["history"], runs, plan)
+        net = build_network(net_cfg)
+        net.load_state_dict(result["weights"])
+        best = next(r for r in result["history"] if r["round"] == result["best_round"])
+        info = {**checkpoint_info(cfg, data, net_cfg, arithmetic["arithmetic"]), "epoch": best["epoch"], "val_auc": best["val_auc"],
+                "federated": {"sites": list(plan.sites), "rounds": plan.rounds, "local_epochs": plan.local_epochs,
+                              "aggregation": plan.aggregation, "best_round": best["round"]}}
+        save_checkpoint(cfg.paths.checkpoint, net, info)
+        written = tag_file("checkpoint", cfg.paths.checkpoint)
+        log_trained_model(cfg.model.name, f"MONAI {net_cfg['_target_'].rsplit('.', 1)[-1]} (federated)", written["sha256"],
+                          metric_names(TRAINING, {"best_val_auc": best["val_auc"], "best_round": best["round"],
+                                                  "best_epoch": best["epoch"], "rounds": plan.rounds}))
+        write_history(cfg.paths.history, [{k: r.get(k) for k in HISTORY_FIELDS} for r in result["history"]])
+        mlflow.log_artifact(str(cfg.paths.history), artifact_path="training")
+    except BaseException:
+        _end_runs(runs, "FAILED")
+        raise
+    _end_runs(runs, "FINISHED")
+    for finished in (work / STATE_FILE, root / "site_data", root / RUNS_FILE):  # done: a rerun trains afresh
+        shutil.rmtree(finished, ignore_errors=True) if finished.is_dir() else finished.unlink(missing_ok=True)
+    log.info("federated training finished in %.0f s: best global val AUC %.4f at round %d of %d; wrote %s and %s",
+             time.perf_counter() - started, best["val_auc"], best["round"], plan.rounds, cfg.paths.checkpoint, cfg.paths.history)
+    return best
+
+
+def _hide(plan: FederationPlan) -> bool:
+    """Return whether to hide the site folders from the coordinator (train.federated.hide_site_data)."""
+    possible = can_hide_folders()
+    if plan.hide_site_data == "true" and not possible:
+        raise ConfigError("train.federated.hide_site_data", "true needs root and `unshare` (a mount namespace for the "
+                                                            "coordinator); use auto or false here")
+    if plan.hide_site_data == "auto" and not possible:
+        log.info("the coordinator can see the sites' folders (hiding them needs root and `unshare`); it opens none of them")
+    return possible and plan.hide_site_data != "false"
+
+
+def _open_runs(cfg, root: Path, plan: FederationPlan, data, arithmetic: dict, data_sha256: str, resuming: bool) -> dict:
+    """Start the federation's MLflow run and a nested run per site (or reopen them when resuming); return their IDs."""
+    runs_file = root / RUNS_FILE
+    if resuming and runs_file.is_file():
+        runs = json.loads(runs_file.read_text())
+        open_store(cfg.mlflow.tracking_uri)
+        mlflow.start_run(run_id=runs["federation"])
+        log.info("resuming the federation's MLflow run %s", runs["federation"])
+    else:
+        device_info = {**describe_device(resolve_device(str(cfg.train.device))), "processes": len(plan.sites) + 1}
+        parent = start_study_run(cfg, run_name=run_name(f"{cfg.model.name} federated"),
+                                 extra_tags={**run_tags(cfg, data, device_info, arithmetic, data_sha256),
+                                             "federated.sites": ",".join(plan.sites), "federated.aggregation": plan.aggregation})
+        mlflow.log_params({"federated.rounds": plan.rounds, "federated.local_epochs": plan.local_epochs})
+        log_data_card(cfg.paths.processed, f"{cfg.study.name} processed", data_sha256)
+        client = MlflowClient()
+        sites = {site: client.create_run(parent.info.experiment_id, run_name=f"site {site}",
+                                         tags={"mlflow.parentRunId": parent.info.run_id, "federated.site": site,
+                                               "train.strategy": "federated"}).info.run_id for site in plan.sites}
+        runs = {"federation": parent.info.run_id, "sites": sites, "logged_rounds": 0}
+        write_json_atomic(runs_file, runs)
+    save_run_reference(cfg.paths.training_run, mlflow.active_run())
+    return {**runs, "file": str(runs_file)}
+
+
+def _follow(federation: LocalFederation, run_id: int, work: Path, plan: FederationPlan, runs: dict) -> None:
+    """Wait for the Flower run to finish, logging each validated round as it comes; raise naming the failing site."""
+    last_status = time.monotonic()
+    while True:
+        time.sleep(1)
+        if (work / PROGRESS_FILE).is_file():
+            _log_rounds(json.loads((work / PROGRESS_FILE).read_text())["history"], runs, plan)
+        if (work / FAILURE_FILE).is_file() and not (work / RESULT_FILE).is_file():
+            failure = json.loads((work / FAILURE_FILE).read_text())
+            raise FederationError(f"federated training failed at {('site ' + failure['site']) if failure['site'] else 'the coordinator'}: "
+                                  f"{failure['reason']}", site=failure["site"])
+        federation.check_alive()
+        if time.monotonic() - last_status < STATUS_EVERY_S and not (work / RESULT_FILE).is_file():
+            continue
+        last_status = time.monotonic()
+        status = federation.status(run_id)
+        state = str(status.get("status", ""))
+        if state == FINISHED + "completed" and (work / RESULT_FILE).is_file():
+            return
+        if state.startswith(FINISHED):
+            raise CrossmedError(f"the federated run ended {state.removeprefix(FINISHED)}: {status.get('status-details')} "
+                                f"(coordinator log: `flwr log {run_id}`; site logs in {federation.root / 'logs'})")
+
+
+def _log_rounds(history: list[dict], runs: dict, plan: FederationPlan) -> None:
+    """Log the rounds not logged yet whose validation is in: global figures to the federation's run, site figures to each site's."""
+    client = MlflowClient()
+    for record in history[runs["logged_rounds"]:]:
+        if "val_auc" not in record:
+            break
+        step = record["round"]
+        mlflow.log_metrics(metric_names("round", {k: record.get(k) for k in ROUND_FIGURES}), step=step)
+        mlflow.log_metrics(metric_names(EPOCH, {"val_auc": record["val_auc"], "val_loss": record["val_loss"],
+                                                "train_loss": record["train_loss"]}), step=record["epoch"])
+        for site, figures in record["sites"].items():
+            for name in SITE_FIGURES:
+                if figures.get(name) is not None:
+                    client.log_metric(runs["sites"][site], f"site/{name}", float(figures[name]), step=step)
+        log.info("round %d/%d: global val AUC %.4f, val loss %.4f, train loss %.4f, %.1f MB sent, %.1f MB received, %.0f s",
+                 step, plan.rounds, record["val_auc"], record["val_loss"], record["train_loss"], record["bytes_sent"] / 1e6,
+                 record["bytes_received"] / 1e6, record["seconds"])
+        runs["logged_rounds"] += 1
+        write_json_atomic(runs["file"], {k: v for k, v in runs.items() if k != "file"})
+
+
+def _end_runs(runs: dict, status: str) -> None:
+    """End the site runs and the federation's run with `status`."""
+    client = MlflowClient()
+    for run_id in runs["sites"].values():
+        client.set_terminated(run_id, status)
+    mlflow.end_run(status=status)

@@ -1,0 +1,165 @@
+"""Federated training with Flower: the plan, the sites' data, a site's round, weights on the wire, and real processes.
+
+The whole study through `dvc exp run -S train=federated` is in test_pipeline_e2e.
+"""
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import run_stages, tiny_config
+from crossmed.errors import ConfigError, InputError
+from crossmed.federated.wire import from_record, to_record
+from crossmed.federated.plan import FederationPlan
+from crossmed.federated.site_data import load_site_data, write_site_folders
+from crossmed.federated.site_training import RoundOrder, SiteTrainer
+
+FEDERATED = ("train=federated", "study.external_sites=[]", "train.federated.rounds=1", "train.federated.local_epochs=1")
+
+
+@pytest.fixture(scope="module")
+def federated_study(tmp_path_factory):
+    """A tiny study in which both sites train (no external site), through preprocess; returns its config."""
+    cfg = tiny_config(tmp_path_factory.mktemp("federated"), *FEDERATED)
+    run_stages(cfg, first="synthesize", through="preprocess")
+    return cfg
+
+
+def test_plan_takes_the_internal_sites_in_study_order(tmp_path):
+    assert FederationPlan.from_config(tiny_config(tmp_path, "train=federated")).sites == ("KR",)  # EE is external
+    plan = FederationPlan.from_config(tiny_config(tmp_path, "train=federated", "study.external_sites=[]", "study.sites=[EE,KR]"))
+    assert plan.sites == ("EE", "KR") and plan.total_epochs == 30 and plan.aggregation == "fedavg"
+    with pytest.raises(ConfigError, match="train.federated.sites.*XX"):
+        FederationPlan.from_config(tiny_config(tmp_path, "train=federated", "train.federated.sites=[XX]"))
+    with pytest.raises(ConfigError, match="train.federated.aggregation"):
+        FederationPlan.from_config(tiny_config(tmp_path, "train=federated", "train.federated.aggregation=fedsgd"))
+    with pytest.raises(ConfigError, match="proximal_mu"):
+        FederationPlan.from_config(tiny_config(tmp_path, "train=federated", "train.federated.aggregation=fedprox",
+                                               "train.federated.proximal_mu=0"))
+
+
+def test_a_mistyped_federated_value_stops_composition(tmp_path):
+    with pytest.raises(ConfigError, match="train.federated.rounds"):
+        tiny_config(tmp_path, "train=federated", "train.federated.rounds=many")
+
+
+def test_site_folders_hold_only_their_site(federated_study, tmp_path):
+    folders = write_site_folders(federated_study.paths.processed, tmp_path, ("KR", "EE"))
+    for site, folder in folders.items():
+        data = load_site_data(folder, site)
+        assert set(data.manifest["site"]) == {site}
+        assert list(data.manifest["index"]) == list(range(len(data.manifest)))
+        full = np.load(Path(federated_study.paths.processed) / "images.npy", mmap_mode="r")
+        study_rows = pd.read_csv(Path(federated_study.paths.processed) / "manifest.csv", dtype=str)[["image_id", "index"]]
+        source = data.manifest.merge(study_rows, on="image_id", suffixes=("", "_study"))
+        assert np.array_equal(np.asarray(data.images), full[source["index_study"].astype(int).to_numpy()])
+    with pytest.raises(InputError, match="site EE: holds images of other sites"):
+        load_site_data(folders["KR"], "EE")
+
+
+def test_a_missing_or_broken_site_folder_is_named(federated_study, tmp_path):
+    with pytest.raises(InputError, match="site KR: no processed data folder") as missing:
+        load_site_data(tmp_path / "nowhere", "KR")
+    assert str(tmp_path / "nowhere") in str(missing.value)
+    folder = write_site_folders(federated_study.paths.processed, tmp_path, ("KR",))["KR"]
+    (folder / "images.npy").write_bytes((folder / "images.npy").read_bytes()[:200])
+    with pytest.raises(InputError, match="site KR: cannot read the processed data"):
+        load_site_data(folder, "KR")
+
+
+def test_weights_travel_as_one_vector_and_come_back_exact():
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Linear(2, 3))
+    net(torch.randn(2, 1, 4, 4))  # BatchNorm counts a batch: an integer buffer
+    weights = net.state_dict()
+    record = to_record(weights)
+    assert len(record) == 1, "one array: Flower moves each array as its own object"
+    back = from_record(record, weights)
+    assert list(back) == list(weights)
+    for name in weights:
+        assert back[name].dtype == weights[name].dtype and torch.equal(back[name], weights[name]), name
+    with pytest.raises(ValueError, match="this network has"):
+        from_record(record, {"w": torch.zeros(3)})
+
+
+def test_a_site_round_repeats_bitwise_and_fedprox_pulls_towards_the_global_weights(federated_study, tmp_path):
+    cfg = federated_study.copy()
+    folder = write_site_folders(federated_study.paths.processed, tmp_path, ("KR",))["KR"]
+    trainer = SiteTrainer(cfg, "KR", folder)
+    start = trainer.template()
+    plain = RoundOrder(round_number=2, local_epochs=1, total_epochs=3)
+    first, stats = trainer.train_round(start, plain)
+    again, _ = SiteTrainer(cfg, "KR", folder).train_round(start, plain)
+    assert all(torch.equal(first[k], again[k]) for k in first), "same weights, site, round and seed: same update"
+    other_round, _ = trainer.train_round(start, RoundOrder(3, 1, 3))
+    assert not all(torch.equal(first[k], other_round[k]) for k in first), "each round draws its own random stream"
+    assert stats["train-images"] == len(trainer.train.labels) and stats["learning-rate"] < cfg.train.learning_rate
+    prox, _ = trainer.train_round(start, RoundOrder(2, 1, 3, proximal_mu=100.0))
+
+    def distance(weights):
+        return sum(float((weights[k].float() - start[k].float()).pow(2).sum()) for k in start if start[k].is_floating_point())
+    assert distance(prox) < distance(first), "the proximal term keeps a site's weights near the global ones"
+    figures = trainer.validate(start)
+    assert figures["val-images"] == len(trainer.val.labels) and 0.0 <= figures["val-auc"] <= 1.0
+
+
+def _wait_for(path: Path, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.is_file():
+        assert time.monotonic() < deadline, f"{path} did not appear within {seconds} s"
+        time.sleep(1)
+
+
+@pytest.mark.slow
+def test_a_broken_site_is_named_by_the_coordinator_which_cannot_see_site_folders(federated_study, tmp_path):
+    """Real SuperLink and SuperNodes; EE's data is broken: the run fails at the join and the coordinator names EE."""
+    from crossmed.federated.coordinator import FAILURE_FILE
+    from crossmed.federated.messages import STUDY_CONFIG_KEY, WORK_DIR_KEY, encode_study_config
+    from crossmed.federated.processes import LocalFederation, can_hide_folders
+
+    cfg = federated_study.copy()
+    folders = write_site_folders(federated_study.paths.processed, tmp_path / "sites", ("KR", "EE"))
+    (folders["EE"] / "labels.npy").unlink()
+    work = tmp_path / "work"
+    hide = can_hide_folders()
+    with LocalFederation(tmp_path / "processes", folders, hide_site_data=hide) as federation:
+        if hide:  # what the coordinator sees of a site folder: nothing (its own mount namespace)
+            link = federation.processes[0].popen.pid
+            assert sorted(os.listdir(folders["KR"])) and os.listdir(f"/proc/{link}/root{folders['KR']}") == []
+        run_id = federation.submit({STUDY_CONFIG_KEY: encode_study_config(cfg), WORK_DIR_KEY: str(work)})
+        _wait_for(work / FAILURE_FILE, 240)
+        failure = json.loads((work / FAILURE_FILE).read_text())
+        assert failure["site"] == "EE" and "labels.npy" in failure["reason"] and str(folders["EE"]) in failure["reason"]
+        deadline = time.monotonic() + 60
+        while not (status := federation.status(run_id)).get("status", "").startswith("finished"):
+            assert time.monotonic() < deadline
+            time.sleep(2)
+        assert status["status"] == "finished:failed"
+    assert "site EE" in (tmp_path / "processes" / "logs" / "site-EE.log").read_text(), "the site's own log has the traceback"
+
+
+@pytest.mark.slow
+def test_federated_training_repeats_bitwise(federated_study, tmp_path):
+    """Two runs of the federated train stage (two sites, one round): the same checkpoint weights and history."""
+    from crossmed.stages import federated_train
+
+    results = []
+    for attempt in ("first", "second"):
+        cfg = federated_study.copy()
+        cfg.paths.checkpoint = str(tmp_path / attempt / "checkpoint.pt")
+        cfg.paths.history = str(tmp_path / attempt / "history.csv")
+        cfg.paths.training_run = str(tmp_path / attempt / "run.json")
+        cfg.paths.federation = str(tmp_path / attempt / "federation")
+        federated_train.run(cfg)
+        results.append(torch.load(cfg.paths.checkpoint, map_location="cpu", weights_only=False))
+        assert not (Path(cfg.paths.federation) / "site_data").exists(), "the sites' cuts go when training is done"
+    first, second = (r["state_dict"] for r in results)
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert results[0]["federated"] == {"sites": ["KR", "EE"], "rounds": 1, "local_epochs": 1,
+                                               "aggregation": "fedavg", "best_round": 1}
+    assert (tmp_path / "first" / "history.csv").read_text() == (tmp_path / "second" / "history.csv").read_text()
