@@ -290,3 +290,42 @@ def _tracked_by_dvc(repo: Path) -> list[str]:
             if (options or {}).get("cache", True):
                 paths.append(str(repo / path))
     return paths
+
+
+@pytest.mark.slow
+def test_dvc_exp_run_trains_by_federation_and_the_later_stages_take_its_model(study_repo):
+    """`dvc exp run -S train=federated`: a coordinator and two site processes (KR, EE both training) train the model
+    that evaluate and report then use unchanged; MLflow has the federation's run and a nested run per site."""
+    import torch
+
+    from crossmed.federated.processes import can_hide_folders
+
+    repo, _, _ = study_repo
+    output = _sh(["dvc", "exp", "run", "-n", "federated", "-S", "experiment=smoke", "-S", "train=federated",
+                  "-S", "study.external_sites=[]", "-S", "train.federated.rounds=1", "-S", "train.federated.local_epochs=2"],
+                  repo)
+    for stage in ("preprocess", "train", "evaluate", "export", "report"):
+        assert f"Running stage '{stage}'" in output
+    assert "2 site process(es) (KR, EE)" in output
+    if can_hide_folders():
+        assert "the site folders are empty in its mount namespace" in output
+    history = (repo / "experiments" / "train" / "history.csv").read_text().splitlines()
+    assert history[0] == "epoch,round,train_loss,val_loss,val_auc,learning_rate,train_images" and history[1].startswith("2,1,")
+    checkpoint = torch.load(repo / "models" / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert checkpoint["federated"] == {"sites": ["KR", "EE"], "rounds": 1, "local_epochs": 2, "aggregation": "fedavg",
+                                       "best_round": 1} and checkpoint["epoch"] == 2
+    assert not (repo / "models" / "federation" / "site_data").exists(), "the sites' cuts are removed after training"
+    run_id = json.loads((repo / "experiments" / "train" / "mlflow_run.json").read_text())["run_id"]
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'experiments' / 'mlflow.db'}")
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["train.strategy"] == "federated"
+    assert run.data.tags["federated.sites"] == "KR,EE" and run.data.params["federated.rounds"] == "1"
+    assert run.data.metrics["round/bytes_sent"] > 1e6 and 0 <= run.data.metrics["round/val_auc"] <= 1
+    assert "internal_test/auc" in run.data.metrics, "evaluate found the federated training run by the checkpoint's hash"
+    sites = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'")
+    assert sorted(s.data.tags["federated.site"] for s in sites) == ["EE", "KR"]
+    assert all(s.info.status == "FINISHED" and "site/train_loss" in s.data.metrics for s in sites)
+    report = (repo / "experiments" / "reports" / "validation_report.md").read_text()
+    assert "federated learning (fedavg) across sites KR, EE" in report and "global model of round 1 (epoch 2" in report
+    card = (repo / "models" / "export" / "model_card.md").read_text()
+    assert "round 1 of 1 (epoch 2) of federated training (fedavg) across sites KR, EE" in card

@@ -21,6 +21,15 @@ def _evaluation_rows(metrics: dict) -> list[list]:
                     else metrics[s].get(key, "") for s in sets]] for key in keys]
 
 
+def _trained_at(training: dict) -> str:
+    """Return which weights were exported: the epoch, or the round of a federated training and its sites."""
+    federated = training.get("federated")
+    if not federated:
+        return f"epoch {training['epoch']}"
+    return (f"round {federated['best_round']} of {federated['rounds']} (epoch {training['epoch']}) of federated training "
+            f"({federated['aggregation']}) across sites {', '.join(federated['sites'])}, whose images never left them")
+
+
 def model_card_markdown(cfg: DictConfig, description: dict, evaluation: Path, card_path: Path) -> str:
     """Return the model card as Markdown, from the model description, the evaluation folder and the data card."""
     card, use = read_json(card_path), cfg.export.card
@@ -35,7 +44,7 @@ def model_card_markdown(cfg: DictConfig, description: dict, evaluation: Path, ca
     lines = [f"# Model card: {description['name']}", "",
              f"{description['task']['type'].capitalize()} classifier of {cfg.study.task} "
              f"({', '.join(description['classes'])}). Exported by crossmed {description['crossmed_version']} from the checkpoint "
-             f"of epoch {training['epoch']} with SHA-256 `{training['checkpoint_sha256'][:16]}…`; its MLflow training run carries "
+             f"of {_trained_at(training)} with SHA-256 `{training['checkpoint_sha256'][:16]}…`; its MLflow training run carries "
              f"this value in the tag `checkpoint.sha256`.", "",
              "## Intended use", "", str(use.intended_use).strip(), "",
              "Intended users: " + "; ".join(use.intended_users) + ".", "",

@@ -47,12 +47,25 @@ def _arithmetic_line(evaluation: Path) -> str:
 def _model_section(cfg: DictConfig, history: pd.DataFrame, operating: dict, evaluation: Path) -> list[str]:
     train = cfg.train
     best = history.loc[history["val_auc"].idxmax()]
+    settings = (f"(learning rate {train.learning_rate}, weight decay {train.weight_decay}, {train.schedule} schedule), batch "
+                f"{train.batch_size}")
+    if "round" in history.columns:  # train=federated: one row per round
+        fed = train.federated
+        internal = [s for s in cfg.study.sites if s not in cfg.study.external_sites]
+        sites = ", ".join(fed.sites or cfg.study.get("train_sites") or internal)
+        how = (f"trained from scratch by federated learning ({fed.aggregation}"
+               f"{f', mu {fed.proximal_mu}' if fed.aggregation == 'fedprox' else ''}) across sites {sites}: each site trained "
+               f"on its own images with {train.optimizer} {settings}, {fed.local_epochs} local epoch(s) per round, and only "
+               f"weights and training statistics went to the coordinator. {len(history)} of {fed.rounds} rounds, seed "
+               f"{cfg.seed}, deterministic {train.deterministic}. The weights used are the global model of round "
+               f"{int(best['round'])} (epoch {int(best['epoch'])}; best validation AUC {best['val_auc']:.4f}, the sites' "
+               f"validation sets weighted by size).")
+    else:
+        how = (f"trained from scratch with {train.optimizer} {settings}, up to {train.max_epochs} epochs, seed {cfg.seed}, "
+               f"deterministic {train.deterministic}. Trained {len(history)} epochs; the weights used are those of epoch "
+               f"{int(best['epoch'])} (best validation AUC {best['val_auc']:.4f}).")
     return ["## Model and training", "",
-            f"Network **{cfg.model.name}** (`{cfg.model.net._target_}`), trained from scratch with {train.optimizer} "
-            f"(learning rate {train.learning_rate}, weight decay {train.weight_decay}, {train.schedule} schedule), batch "
-            f"{train.batch_size}, up to {train.max_epochs} epochs, seed {cfg.seed}, deterministic {train.deterministic}. "
-            f"Trained {len(history)} epochs; the weights used are those of epoch {int(best['epoch'])} "
-            f"(best validation AUC {best['val_auc']:.4f}).{_arithmetic_line(evaluation)}", "",
+            f"Network **{cfg.model.name}** (`{cfg.model.net._target_}`), {how}{_arithmetic_line(evaluation)}", "",
             f"Operating point: threshold **{operating['threshold']:.4f}** by {operating['method']}"
             + (f" (target {operating['target']})" if "target" in operating else "")
             + f", chosen on the validation split ({operating['val_images']} images) and applied unchanged to every test set.", ""]

@@ -88,7 +88,8 @@ def run(cfg: DictConfig) -> dict:
             training={"checkpoint_sha256": file_digests(checkpoint_path)["sha256"], "epoch": checkpoint.get("epoch"),
                       "arithmetic": checkpoint.get("arithmetic", "unknown"),
                       "val_auc": checkpoint.get("val_auc"), "network": checkpoint["model"]["net"],
-                      "data_sha256": data_fingerprint(cfg.paths.processed)},
+                      "data_sha256": data_fingerprint(cfg.paths.processed),
+                      **({"federated": checkpoint["federated"]} if "federated" in checkpoint else {})},
             parity=parity)
         if checkpoint["task"]["type"] != "multilabel":  # predict --saliency draws the layer the evaluation validated
             layer = str(cfg.evaluate.gradcam.target_layer)
