@@ -5,6 +5,9 @@ The whole study through `dvc exp run -S train=federated` is in test_pipeline_e2e
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -12,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from conftest import run_stages, tiny_config
 from crossmed.errors import ConfigError, InputError
@@ -143,23 +147,53 @@ def test_a_broken_site_is_named_by_the_coordinator_which_cannot_see_site_folders
     assert "site EE" in (tmp_path / "processes" / "logs" / "site-EE.log").read_text(), "the site's own log has the traceback"
 
 
-@pytest.mark.slow
-def test_federated_training_repeats_bitwise(federated_study, tmp_path):
-    """Two runs of the federated train stage (two sites, one round): the same checkpoint weights and history."""
-    from crossmed.stages import federated_train
+def _stage_config(study, root: Path) -> Path:
+    """Write the study's config for a two-round federation with every training output under `root`; return the file."""
+    cfg = study.copy()
+    cfg.train.federated.rounds = 2
+    cfg.paths.checkpoint, cfg.paths.history = str(root / "checkpoint.pt"), str(root / "history.csv")
+    cfg.paths.training_run, cfg.paths.federation = str(root / "run.json"), str(root / "federation")
+    root.mkdir(parents=True)
+    OmegaConf.save(cfg, root / "config.yaml")
+    return root / "config.yaml"
 
-    results = []
-    for attempt in ("first", "second"):
-        cfg = federated_study.copy()
-        cfg.paths.checkpoint = str(tmp_path / attempt / "checkpoint.pt")
-        cfg.paths.history = str(tmp_path / attempt / "history.csv")
-        cfg.paths.training_run = str(tmp_path / attempt / "run.json")
-        cfg.paths.federation = str(tmp_path / attempt / "federation")
-        federated_train.run(cfg)
-        results.append(torch.load(cfg.paths.checkpoint, map_location="cpu", weights_only=False))
-        assert not (Path(cfg.paths.federation) / "site_data").exists(), "the sites' cuts go when training is done"
-    first, second = (r["state_dict"] for r in results)
-    assert all(torch.equal(first[k], second[k]) for k in first)
-    assert results[0]["federated"] == {"sites": ["KR", "EE"], "rounds": 1, "local_epochs": 1,
-                                               "aggregation": "fedavg", "best_round": 1}
-    assert (tmp_path / "first" / "history.csv").read_text() == (tmp_path / "second" / "history.csv").read_text()
+
+def _train(config: Path, kill_site_in_round_2: str | None = None) -> tuple[int, str]:
+    """Run the train stage in its own process (portable arithmetic, as under DVC); optionally SIGKILL a site's process
+    once round 1 is saved (so during round 2). Return its exit code and log."""
+    stage = subprocess.Popen([sys.executable, "-m", "crossmed.stages", "train", str(config)], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if kill_site_in_round_2:
+        federation = Path(OmegaConf.load(config).paths.federation)
+        progress = federation / "coordinator" / "progress.json"
+        deadline = time.monotonic() + 400
+        while not (progress.is_file() and json.loads(progress.read_text())["history"]):
+            assert stage.poll() is None and time.monotonic() < deadline, "round 1 never completed"
+            time.sleep(0.5)
+        pids = json.loads((federation / "processes" / "pids.json").read_text())
+        os.killpg(pids[f"site-{kill_site_in_round_2}"], signal.SIGKILL)
+    output, _ = stage.communicate(timeout=900)
+    return stage.returncode, output
+
+
+@pytest.mark.slow
+def test_a_site_killed_mid_round_stops_the_run_and_a_rerun_resumes_to_the_uninterrupted_weights(federated_study, tmp_path):
+    """Two rounds uninterrupted, against two rounds with site EE killed during round 2 and the stage run again:
+    the rerun continues after round 1 and ends with the same weights and history, bit for bit."""
+    whole = _stage_config(federated_study, tmp_path / "whole")
+    code, output = _train(whole)
+    assert code == 0, output[-3000:]
+    cut = _stage_config(federated_study, tmp_path / "cut")
+    code, output = _train(cut, kill_site_in_round_2="EE")
+    assert code != 0 and "the site EE process exited" in output and "continue after round 1" in output, output[-3000:]
+    assert not (tmp_path / "cut" / "checkpoint.pt").exists(), "nothing half-written"
+    code, output = _train(cut)
+    assert code == 0, output[-3000:]
+    assert "the coordinator continues after round 1 of 2" in output
+    assert "after round 1 of 2" in (tmp_path / "cut" / "federation" / "coordinator" / "coordinator.log").read_text()
+    first, second = (torch.load(tmp_path / name / "checkpoint.pt", map_location="cpu", weights_only=True) for name in ("whole", "cut"))
+    assert all(torch.equal(first["state_dict"][k], second["state_dict"][k]) for k in first["state_dict"])
+    assert first["federated"] == {"sites": ["KR", "EE"], "rounds": 2, "local_epochs": 1, "aggregation": "fedavg",
+                                  "best_round": first["federated"]["best_round"]}
+    assert (tmp_path / "whole" / "history.csv").read_text() == (tmp_path / "cut" / "history.csv").read_text()
+    assert not (tmp_path / "cut" / "federation" / "processes" / "pids.json").exists(), "no process left running"

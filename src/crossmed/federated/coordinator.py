@@ -26,10 +26,11 @@ from crossmed.federated.wire import from_record, to_record
 from crossmed.federated.plan import FederationPlan
 from crossmed.files import write_json_atomic
 from crossmed.model.networks import build_network, fit_to_task
-from crossmed.training.resume import fingerprint, load_state, save_state
+from crossmed.training.resume import fingerprint, save_state
 
 log = logging.getLogger("crossmed.federated.coordinator")
 STATE_FILE, PROGRESS_FILE, RESULT_FILE, FAILURE_FILE = "coordinator_state.pt", "progress.json", "result.pt", "failure.json"
+LOG_FILE = "coordinator.log"  # the ServerApp's log, appended to by every run of this federation
 STATE_FORMAT = 1
 JOIN_TIMEOUT_S = 300
 
@@ -74,7 +75,7 @@ class Coordinator:
         (self.work / FAILURE_FILE).unlink(missing_ok=True)
         self.join(grid)
         state_id = fingerprint(STATE_FORMAT, self._training_config(), self.sites)
-        state = load_state(self.work / STATE_FILE, state_id) or self._initial_state(state_id)
+        state = self._saved_state(state_id) or self._initial_state(state_id)
         for round_number in range(state["round"] + 1, self.plan.rounds + 1):
             record, weights, validation = self.run_round(grid, round_number, state["weights"])
             self._validated(state, validation)
@@ -207,6 +208,22 @@ class Coordinator:
                 "train": OmegaConf.to_container(self.cfg.train, resolve=True), "reproducibility": str(self.cfg.reproducibility.cpu),
                 "plan": {"sites": list(self.plan.sites), "rounds": self.plan.rounds, "local_epochs": self.plan.local_epochs,
                          "aggregation": self.plan.aggregation, "proximal_mu": self.plan.proximal_mu}}
+
+    def _saved_state(self, state_id: str) -> dict | None:
+        """Return the state saved after the last completed round when it belongs to this plan and these sites' data, else None."""
+        path = self.work / STATE_FILE
+        if not path.is_file():
+            return None
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)  # our own file
+        except Exception as err:  # a damaged state is not worth stopping for
+            log.warning("ignoring unreadable state %s (%s); starting from round 1", path, err)
+            return None
+        if state.get("fingerprint") != state_id:
+            log.info("state %s belongs to another plan or other data; starting from round 1", path)
+            return None
+        log.info("resuming from %s after round %d of %d", path, state["round"], self.plan.rounds)
+        return state
 
     def _initial_state(self, state_id: str) -> dict:
         """Return round 0: the network the study's seed builds, as centralised training starts from."""

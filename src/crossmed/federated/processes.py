@@ -22,6 +22,7 @@ from pathlib import Path
 import tomli_w
 
 from crossmed.errors import CrossmedError
+from crossmed.files import write_json_atomic
 
 log = logging.getLogger("crossmed.federated")
 OFFLINE_ENV = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1", "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.2",
@@ -30,6 +31,7 @@ CONNECTION = "crossmed"  # the CLI's name for the SuperLink connection
 APP_DIR = Path(__file__).resolve().parent / "flower_app"
 START_TIMEOUT_S = 60
 FINISHED = "finished:"
+PIDS_FILE = "pids.json"  # the running processes, so a later run can stop what a killed one left
 
 
 def free_port() -> int:
@@ -121,9 +123,11 @@ class LocalFederation:
 
     def start(self) -> None:
         """Start the SuperLink, wait until it listens, then one SuperNode per site; write the CLI's connection."""
+        stop_leftovers(self.root / PIDS_FILE)
         self.port = free_port()
+        # No --database: the SuperLink keeps its state in memory, so a restarted federation starts without the nodes of
+        # a killed one (they would be sent the join and never answer). Resuming is the coordinator's own state.
         link = self._start("coordinator", ["flower-superlink", "--insecure", "--host", "127.0.0.1", "--port", str(self.port),
-                                           "--database", str(self.root / "coordinator" / "superlink.db"),
                                            "--disable-runtime-dependency-installation"], self.root / "coordinator" / "flwr",
                            hide=[Path(f).resolve() for f in self.sites.values()] if self.hide_site_data else None)
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -137,6 +141,7 @@ class LocalFederation:
                                          "--host", "127.0.0.1", "--port", str(free_port()),
                                          "--node-config", f'site="{site}" data-dir="{Path(folder).resolve()}"'],
                         self.root / "sites" / site / "flwr")
+        write_json_atomic(self.root / PIDS_FILE, {p.name: p.popen.pid for p in self.processes})
         cli_home = self.root / "cli"
         cli_home.mkdir(parents=True, exist_ok=True)
         (cli_home / "config.toml").write_text(tomli_w.dumps(
@@ -172,11 +177,12 @@ class LocalFederation:
         return runs[0] if runs else {}
 
     def check_alive(self) -> None:
-        """Raise CrossmedError naming the first of the federation's processes that has exited."""
+        """Raise ProcessExited naming the first of the federation's processes that has exited (a site, or the coordinator)."""
         for process in self.processes:
             if process.popen.poll() is not None:
-                raise CrossmedError(f"the {process.name.replace('-', ' ')} process exited (code {process.popen.returncode}); "
-                                    f"its log {process.log_path} ends:\n{process.tail()}")
+                raise ProcessExited(f"the {process.name.replace('-', ' ')} process exited (code {process.popen.returncode}); "
+                                    f"its log {process.log_path} ends:\n{process.tail()}",
+                                    site=process.name.removeprefix("site-") if process.name.startswith("site-") else None)
 
     def stop(self) -> None:
         """Stop every process and its children (SIGTERM, then SIGKILL after 10 s)."""
@@ -192,10 +198,40 @@ class LocalFederation:
             _signal_group(process.popen, signal.SIGKILL)  # children Flower started (ServerApp, ClientApps, superexec)
             process.popen.wait()
         self.processes.clear()
+        (self.root / PIDS_FILE).unlink(missing_ok=True)
+
+
+class ProcessExited(CrossmedError):
+    """A process of the federation ended while the run was going on: `site` names the site, None for the coordinator."""
+
+    def __init__(self, message: str, site: str | None):
+        super().__init__(message)
+        self.site = site
+
+
+def stop_leftovers(pids_file: Path) -> None:
+    """Stop the Flower processes a killed earlier run of this federation left running (their PIDs are in `pids_file`)."""
+    if not pids_file.is_file():
+        return
+    for name, pid in json.loads(pids_file.read_text()).items():
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue  # gone already
+        if "flower-" in command:
+            log.warning("stopping the %s process (PID %d) a killed earlier run left running", name, pid)
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                _signal_pid_group(pid, sig)
+                time.sleep(2 if sig == signal.SIGTERM else 0)
+    pids_file.unlink(missing_ok=True)
 
 
 def _signal_group(popen: subprocess.Popen, sig: int) -> None:
+    _signal_pid_group(popen.pid, sig)
+
+
+def _signal_pid_group(pid: int, sig: int) -> None:
     try:
-        os.killpg(popen.pid, sig)
+        os.killpg(pid, sig)  # each process leads its own session and group: this reaches the children Flower started
     except (ProcessLookupError, PermissionError):
         pass

@@ -12,6 +12,7 @@ and received, seconds) and a nested run per site (its local training and validat
 import json
 import logging
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from crossmed.errors import ConfigError, CrossmedError
 from crossmed.federated.coordinator import FAILURE_FILE, PROGRESS_FILE, RESULT_FILE, STATE_FILE, FederationError
 from crossmed.federated.messages import STUDY_CONFIG_KEY, WORK_DIR_KEY, encode_study_config
 from crossmed.federated.plan import FederationPlan
-from crossmed.federated.processes import FINISHED, LocalFederation, can_hide_folders
+from crossmed.federated.processes import FINISHED, LocalFederation, ProcessExited, can_hide_folders
 from crossmed.federated.site_data import write_site_folders
 from crossmed.files import write_json_atomic
 from crossmed.model.checkpoint import save_checkpoint
@@ -35,6 +36,7 @@ from crossmed.reproducibility import describe, in_effect
 from crossmed.stages.train import checkpoint_info, log_data_card, run_tags, write_history
 from crossmed.tracking import (EPOCH, TRAINING, log_trained_model, metric_names, open_store, run_name, save_run_reference,
                                start_study_run, tag_file)
+from crossmed.training.resume import fingerprint
 
 log = logging.getLogger("crossmed.train")
 HISTORY_FIELDS = ("epoch", "round", "train_loss", "val_loss", "val_auc", "learning_rate", "train_images")
@@ -55,13 +57,20 @@ def run(cfg: DictConfig) -> dict:
                           tuple(data.images.shape[2:]))
     folders = write_site_folders(cfg.paths.processed, root / "site_data", plan.sites)
     data_sha256 = data_fingerprint(cfg.paths.processed)
-    resuming = (work / STATE_FILE).is_file()
+    training_id = fingerprint(encode_study_config(cfg), data_sha256)  # what the rounds so far were trained from
+    resuming = (work / STATE_FILE).is_file() and _recorded(root).get("fingerprint") == training_id
+    if not resuming:
+        (work / STATE_FILE).unlink(missing_ok=True)  # another config or other data: start again from round 1
     for stale in (RESULT_FILE, FAILURE_FILE) if resuming else (RESULT_FILE, FAILURE_FILE, PROGRESS_FILE):
         (work / stale).unlink(missing_ok=True)
-    runs = _open_runs(cfg, root, plan, data, arithmetic, data_sha256, resuming)
+    runs = _open_runs(cfg, root, plan, data, arithmetic, data_sha256, training_id if not resuming else None)
+    if resuming:
+        log.info("resuming: the coordinator continues after round %d of %d if the plan and the sites' data are unchanged",
+                 _completed_rounds(work), plan.rounds)
     log.info("federated training: %s over sites %s, %d rounds x %d local epochs, %s", cfg.model.name, ", ".join(plan.sites),
              plan.rounds, plan.local_epochs, plan.aggregation + (f" (mu {plan.proximal_mu})" if plan.aggregation == "fedprox" else ""))
     started = time.perf_counter()
+    previous_handler = signal.signal(signal.SIGTERM, _terminate)  # a terminated stage stops its processes too
     try:
         with LocalFederation(root / "processes", folders, hide_site_data=_hide(plan)) as federation:
             run_id = federation.submit({STUDY_CONFIG_KEY: encode_study_config(cfg), WORK_DIR_KEY: str(work)})
@@ -81,15 +90,33 @@ def run(cfg: DictConfig) -> dict:
                                                   "best_epoch": best["epoch"], "rounds": plan.rounds}))
         write_history(cfg.paths.history, [{k: r.get(k) for k in HISTORY_FIELDS} for r in result["history"]])
         mlflow.log_artifact(str(cfg.paths.history), artifact_path="training")
+    except ProcessExited as err:
+        _end_runs(runs, "FAILED")
+        done = _completed_rounds(work)
+        raise FederationError(f"federated training stopped: {err}\nRun the stage again to continue after round {done} "
+                              f"(the last completed one).", site=err.site) from err
     except BaseException:
         _end_runs(runs, "FAILED")
         raise
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
     _end_runs(runs, "FINISHED")
     for finished in (work / STATE_FILE, root / "site_data", root / RUNS_FILE):  # done: a rerun trains afresh
         shutil.rmtree(finished, ignore_errors=True) if finished.is_dir() else finished.unlink(missing_ok=True)
     log.info("federated training finished in %.0f s: best global val AUC %.4f at round %d of %d; wrote %s and %s",
              time.perf_counter() - started, best["val_auc"], best["round"], plan.rounds, cfg.paths.checkpoint, cfg.paths.history)
     return best
+
+
+def _terminate(signum, frame) -> None:
+    """Turn SIGTERM into an exception, so the federation's processes are stopped on the way out."""
+    raise SystemExit(128 + signum)
+
+
+def _completed_rounds(work: Path) -> int:
+    """Return how many rounds the coordinator saved (what a rerun continues after)."""
+    progress = work / PROGRESS_FILE
+    return len(json.loads(progress.read_text())["history"]) if progress.is_file() else 0
 
 
 def _hide(plan: FederationPlan) -> bool:
@@ -103,11 +130,18 @@ def _hide(plan: FederationPlan) -> bool:
     return possible and plan.hide_site_data != "false"
 
 
-def _open_runs(cfg, root: Path, plan: FederationPlan, data, arithmetic: dict, data_sha256: str, resuming: bool) -> dict:
-    """Start the federation's MLflow run and a nested run per site (or reopen them when resuming); return their IDs."""
+def _recorded(root: Path) -> dict:
+    """Return what the last unfinished run of this federation recorded (its MLflow runs and fingerprint), {} if none."""
     runs_file = root / RUNS_FILE
-    if resuming and runs_file.is_file():
-        runs = json.loads(runs_file.read_text())
+    return json.loads(runs_file.read_text()) if runs_file.is_file() else {}
+
+
+def _open_runs(cfg, root: Path, plan: FederationPlan, data, arithmetic: dict, data_sha256: str, fresh: str | None) -> dict:
+    """Start the federation's MLflow run and a nested run per site, recording `fresh` as the training's fingerprint
+    (or, when `fresh` is None, reopen the runs of the federation being resumed); return their IDs."""
+    runs_file = root / RUNS_FILE
+    if fresh is None:
+        runs = _recorded(root)
         open_store(cfg.mlflow.tracking_uri)
         mlflow.start_run(run_id=runs["federation"])
         log.info("resuming the federation's MLflow run %s", runs["federation"])
@@ -122,7 +156,7 @@ def _open_runs(cfg, root: Path, plan: FederationPlan, data, arithmetic: dict, da
         sites = {site: client.create_run(parent.info.experiment_id, run_name=f"site {site}",
                                          tags={"mlflow.parentRunId": parent.info.run_id, "federated.site": site,
                                                "train.strategy": "federated"}).info.run_id for site in plan.sites}
-        runs = {"federation": parent.info.run_id, "sites": sites, "logged_rounds": 0}
+        runs = {"federation": parent.info.run_id, "sites": sites, "logged_rounds": 0, "fingerprint": fresh}
         write_json_atomic(runs_file, runs)
     save_run_reference(cfg.paths.training_run, mlflow.active_run())
     return {**runs, "file": str(runs_file)}
