@@ -112,6 +112,32 @@ def test_a_site_round_repeats_bitwise_and_fedprox_pulls_towards_the_global_weigh
     assert figures["val-images"] == len(trainer.val.labels) and 0.0 <= figures["val-auc"] <= 1.0
 
 
+def test_trial_security_makes_a_loopback_certificate_and_owner_only_site_keys(tmp_path):
+    from cryptography import x509
+
+    from crossmed.federated.security import make_trial_security
+
+    security = make_trial_security(tmp_path, ("KR", "EE"))
+    ca = x509.load_pem_x509_certificate(security.ca_certificate.read_bytes())
+    certificate = x509.load_pem_x509_certificate(security.certificate.read_bytes())
+    certificate.verify_directly_issued_by(ca)
+    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "127.0.0.1" in {str(ip) for ip in names.get_values_for_type(x509.IPAddress)}, "the SuperLink's --host"
+    for site in ("KR", "EE"):
+        assert security.site_keys[site].stat().st_mode & 0o777 == 0o600
+        assert security.public_key(site).read_text().startswith("ecdsa-sha2-nistp384 "), "Flower takes NIST-curve ECDSA keys"
+    assert security.private_key.stat().st_mode & 0o777 == 0o600
+
+
+def test_the_model_card_says_which_round_of_which_federation_it_exports():
+    from crossmed.reporting.model_card import _trained_at
+
+    federated = {"sites": ["KR", "EE"], "rounds": 10, "local_epochs": 3, "aggregation": "fedprox", "best_round": 7}
+    assert _trained_at({"epoch": 21, "federated": federated}) == (
+        "round 7 of 10 (epoch 21) of federated training (fedprox) across sites KR, EE, whose images never left them")
+    assert _trained_at({"epoch": 12}) == "epoch 12"
+
+
 def _wait_for(path: Path, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while not path.is_file():
@@ -120,18 +146,29 @@ def _wait_for(path: Path, seconds: float) -> None:
 
 
 @pytest.mark.slow
-def test_a_broken_site_is_named_by_the_coordinator_which_cannot_see_site_folders(federated_study, tmp_path):
-    """Real SuperLink and SuperNodes; EE's data is broken: the run fails at the join and the coordinator names EE."""
+def test_over_tls_only_registered_sites_join_and_a_broken_site_is_named_by_a_coordinator_that_cannot_see_site_folders(
+        federated_study, tmp_path):
+    """Real SuperLink and SuperNodes over TLS with site authentication: processes with an unregistered key or none are
+    refused; EE's data is broken, so the run fails at the join and the coordinator names EE and the missing file."""
     from crossmed.federated.coordinator import FAILURE_FILE
     from crossmed.federated.messages import STUDY_CONFIG_KEY, WORK_DIR_KEY, encode_study_config
     from crossmed.federated.processes import LocalFederation, can_hide_folders
+    from crossmed.federated.security import make_site_key, make_trial_security
 
     cfg = federated_study.copy()
     folders = write_site_folders(federated_study.paths.processed, tmp_path / "sites", ("KR", "EE"))
     (folders["EE"] / "labels.npy").unlink()
     work = tmp_path / "work"
     hide = can_hide_folders()
-    with LocalFederation(tmp_path / "processes", folders, hide_site_data=hide) as federation:
+    security = make_trial_security(tmp_path / "security", ("KR", "EE"))
+    with LocalFederation(tmp_path / "processes", folders, hide_site_data=hide, security=security) as federation:
+        # Only registered sites are admitted: a process with an unknown key, and one with none, are refused.
+        intruders = [federation.start_site("KR", folders["KR"], make_site_key(tmp_path / "intruder", "XX"), name="intruder"),
+                     federation.start_site("KR", folders["KR"], None, name="keyless")]
+        for intruder in intruders:
+            intruder.popen.wait(timeout=120)
+            assert intruder.popen.returncode != 0, intruder.tail()
+        assert "Failed to activate SuperNode" in intruders[0].tail(40)
         if hide:  # what the coordinator sees of a site folder: nothing (its own mount namespace)
             link = federation.processes[0].popen.pid
             assert sorted(os.listdir(folders["KR"])) and os.listdir(f"/proc/{link}/root{folders['KR']}") == []

@@ -63,6 +63,7 @@ class FederatedConfig:
     sites: list[str] = field(default_factory=list)
     round_timeout_s: int = 3600
     hide_site_data: str = "auto"
+    tls: bool = True
 
 
 @dataclass

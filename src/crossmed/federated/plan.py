@@ -19,6 +19,7 @@ class FederationPlan:
     proximal_mu: float
     round_timeout_s: int
     hide_site_data: str = "auto"
+    tls: bool = True
 
     @property
     def total_epochs(self) -> int:
@@ -41,7 +42,7 @@ class FederationPlan:
         if hide not in HIDE_CHOICES:
             raise ConfigError("train.federated.hide_site_data", f"'{hide}' (known: {', '.join(HIDE_CHOICES)})")
         return cls(training_sites(cfg), int(fed.rounds), int(fed.local_epochs), str(fed.aggregation),
-                   float(fed.proximal_mu), int(fed.round_timeout_s), hide)
+                   float(fed.proximal_mu), int(fed.round_timeout_s), hide, bool(fed.get("tls", True)))
 
 
 def training_sites(cfg) -> tuple[str, ...]:

@@ -22,6 +22,7 @@ from pathlib import Path
 import tomli_w
 
 from crossmed.errors import CrossmedError
+from crossmed.federated.security import Security
 from crossmed.files import write_json_atomic
 
 log = logging.getLogger("crossmed.federated")
@@ -82,11 +83,13 @@ class LocalFederation:
 
     hide_site_data: start the coordinator in a mount namespace where every site's folder is empty, so it (and the
     ServerApp it starts) cannot read a site's files even by mistake (needs root; see can_hide_folders).
+    security: TLS between the sites and the coordinator, and (with site keys) only registered sites admitted.
     """
 
     root: Path
     sites: dict[str, Path]
     hide_site_data: bool = False
+    security: Security | None = None
     processes: list[Process] = field(default_factory=list)
     port: int = 0
 
@@ -122,12 +125,17 @@ class LocalFederation:
         self.stop()
 
     def start(self) -> None:
-        """Start the SuperLink, wait until it listens, then one SuperNode per site; write the CLI's connection."""
+        """Start the SuperLink, wait until it listens, register the sites' keys (TLS with authentication), then start
+        one SuperNode per site; write the CLI's connection."""
         stop_leftovers(self.root / PIDS_FILE)
         self.port = free_port()
+        security = self.security
+        transport = (["--ssl-ca-certfile", str(security.ca_certificate), "--ssl-certfile", str(security.certificate),
+                      "--ssl-keyfile", str(security.private_key), *(["--enable-supernode-auth"] if security.site_keys else [])]
+                     if security else ["--insecure"])
         # No --database: the SuperLink keeps its state in memory, so a restarted federation starts without the nodes of
         # a killed one (they would be sent the join and never answer). Resuming is the coordinator's own state.
-        link = self._start("coordinator", ["flower-superlink", "--insecure", "--host", "127.0.0.1", "--port", str(self.port),
+        link = self._start("coordinator", ["flower-superlink", *transport, "--host", "127.0.0.1", "--port", str(self.port),
                                            "--disable-runtime-dependency-installation"], self.root / "coordinator" / "flwr",
                            hide=[Path(f).resolve() for f in self.sites.values()] if self.hide_site_data else None)
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -136,19 +144,38 @@ class LocalFederation:
                 raise CrossmedError(f"the coordinator (Flower SuperLink) did not start on 127.0.0.1:{self.port}; "
                                     f"its log {link.log_path} ends:\n{link.tail()}")
             time.sleep(0.3)
-        for site, folder in self.sites.items():
-            self._start(f"site-{site}", ["flower-supernode", "--insecure", "--superlink", f"127.0.0.1:{self.port}",
-                                         "--host", "127.0.0.1", "--port", str(free_port()),
-                                         "--node-config", f'site="{site}" data-dir="{Path(folder).resolve()}"'],
-                        self.root / "sites" / site / "flwr")
-        write_json_atomic(self.root / PIDS_FILE, {p.name: p.popen.pid for p in self.processes})
+        connection = {"address": f"127.0.0.1:{self.port}"}
+        connection.update({"root-certificates": str(security.ca_certificate.resolve())} if security else {"insecure": True})
         cli_home = self.root / "cli"
         cli_home.mkdir(parents=True, exist_ok=True)
-        (cli_home / "config.toml").write_text(tomli_w.dumps(
-            {"superlink": {"default": CONNECTION, CONNECTION: {"address": f"127.0.0.1:{self.port}", "insecure": True}}}))
-        log.info("coordinator on 127.0.0.1:%d%s, %d site process(es) (%s); logs in %s", self.port,
-                 " (the site folders are empty in its mount namespace)" if self.hide_site_data else "", len(self.sites),
+        (cli_home / "config.toml").write_text(tomli_w.dumps({"superlink": {"default": CONNECTION, CONNECTION: connection}}))
+        for site in self.sites:
+            if security and site in security.site_keys:
+                self.register(site, security.public_key(site))
+        for site, folder in self.sites.items():
+            self.start_site(site, folder, security.site_keys.get(site) if security else None)
+        write_json_atomic(self.root / PIDS_FILE, {p.name: p.popen.pid for p in self.processes})
+        log.info("coordinator on 127.0.0.1:%d (%s)%s, %d site process(es) (%s); logs in %s", self.port,
+                 ("TLS, registered sites only" if security.site_keys else "TLS") if security else "no TLS",
+                 ", the site folders empty in its mount namespace" if self.hide_site_data else "", len(self.sites),
                  ", ".join(self.sites), self.root / "logs")
+
+    def register(self, site: str, public_key: Path) -> int:
+        """Admit a site's public key to the federation (`flwr supernode register`); return the node ID it will have."""
+        answer = self._cli("supernode", "register", str(public_key), CONNECTION, "--name", site)
+        log.info("registered site %s's key %s", site, public_key)
+        return int(answer.get("node-id", 0))
+
+    def start_site(self, site: str, folder: str | Path, private_key: Path | None = None, name: str | None = None) -> Process:
+        """Start a SuperNode for `site` reading `folder`: over TLS when the federation has it, signing in with `private_key`."""
+        security = self.security
+        transport = ["--root-certificates", str(security.ca_certificate)] if security else ["--insecure"]
+        if private_key is not None:
+            transport += ["--auth-supernode-private-key", str(private_key)]
+        return self._start(name or f"site-{site}", ["flower-supernode", *transport, "--superlink", f"127.0.0.1:{self.port}",
+                                                    "--host", "127.0.0.1", "--port", str(free_port()),
+                                                    "--node-config", f'site="{site}" data-dir="{Path(folder).resolve()}"'],
+                           self.root / "sites" / (name or site) / "flwr")
 
     def _cli(self, *args: str, timeout: int = 120) -> dict:
         """Run `flwr ARGS --format json` against this federation's SuperLink and return its JSON answer."""

@@ -28,6 +28,7 @@ from crossmed.federated.coordinator import FAILURE_FILE, PROGRESS_FILE, RESULT_F
 from crossmed.federated.messages import STUDY_CONFIG_KEY, WORK_DIR_KEY, encode_study_config
 from crossmed.federated.plan import FederationPlan
 from crossmed.federated.processes import FINISHED, LocalFederation, ProcessExited, can_hide_folders
+from crossmed.federated.security import make_trial_security
 from crossmed.federated.site_data import write_site_folders
 from crossmed.files import write_json_atomic
 from crossmed.model.checkpoint import save_checkpoint
@@ -72,7 +73,8 @@ def run(cfg: DictConfig) -> dict:
     started = time.perf_counter()
     previous_handler = signal.signal(signal.SIGTERM, _terminate)  # a terminated stage stops its processes too
     try:
-        with LocalFederation(root / "processes", folders, hide_site_data=_hide(plan)) as federation:
+        security = make_trial_security(root / "security", plan.sites) if plan.tls else None
+        with LocalFederation(root / "processes", folders, hide_site_data=_hide(plan), security=security) as federation:
             run_id = federation.submit({STUDY_CONFIG_KEY: encode_study_config(cfg), WORK_DIR_KEY: str(work)})
             _follow(federation, run_id, work, plan, runs)
         result = torch.load(work / RESULT_FILE, map_location="cpu", weights_only=False)
