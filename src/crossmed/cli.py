@@ -1,4 +1,4 @@
-"""The `crossmed` command: de-identify, keygen, params.yaml, sweeps, predict and serve an export, bundle check, MLflow UI."""
+"""The `crossmed` command: de-identify, keygen, params.yaml, sweeps, predict, validate and serve an export, bundle check, MLflow UI."""
 
 import argparse
 import json
@@ -108,6 +108,26 @@ def _predict(args) -> int:
         failed += "error" in result
         refused += result.get("refused") == "phi"
     return EXIT_REJECTED if refused else EXIT_USAGE if failed else 0
+
+
+def _validate(args) -> int:
+    from crossmed.inference.inputs import model_description_path
+    from crossmed.site_codes import check_site_code
+
+    model_description_path(args.model)  # arguments first: a wrong path answers before PyTorch loads
+    site = check_site_code(args.site, "--site")
+    from crossmed.evaluation.bootstrap import BootstrapSettings
+    from crossmed.inference.site_validation import SiteValidation, validate_site
+
+    if args.resamples < 1 or args.min_patients < 1 or not 0 < args.confidence < 1:
+        raise CrossmedError("--resamples and --min-patients must be at least 1 and --confidence between 0 and 1")
+    how = SiteValidation(BootstrapSettings(args.resamples, args.seed, args.confidence, args.min_per_class), args.runtime,
+                         args.min_patients, args.all_rows)
+    report = validate_site(args.model, args.data, site, args.out, how)
+    print(json.dumps({"site": site, "written": str(Path(args.out) / "site_report.json"),
+                      "sets": {name: {"images": part["images"], "auc": part["metrics"].get("auc", {}).get("value")}
+                               for name, part in report["sets"].items()}}))
+    return 0
 
 
 def _serve(args) -> int:
@@ -243,6 +263,33 @@ def build_parser() -> argparse.ArgumentParser:
                          help="which exported file runs the network (default torchscript)")
     predict.add_argument("--saliency", metavar="DIR", help="also write a Grad-CAM overlay PNG of the predicted class per image here")
     predict.set_defaults(handler=_predict)
+
+    validate = sub.add_parser("validate", help="validate an exported model on a site's own data: a report of aggregates only",
+                              description="Run the exported model at its saved threshold on one site's processed data (the "
+                                          "preprocess stage's folder) and write OUT/site_report.json and site_report.md: "
+                                          "metrics with patient-bootstrap intervals, counts at the threshold, calibration, "
+                                          "an ROC curve on a fixed grid and subgroups. No identifier and no per-case row; "
+                                          "groups and calibration bins of fewer than --min-patients are suppressed. Only "
+                                          "this folder needs to leave the site; the coordinator's report stage assembles "
+                                          "site reports (data/site_reports/). The site's test and external_test rows are "
+                                          "validated, or all its rows with --all-rows.")
+    validate.add_argument("model", metavar="MODEL", help="an export folder: models/export, its model/ folder or model.json")
+    validate.add_argument("data", metavar="DATA_DIR", help="the site's processed folder (images.npy, labels.npy, manifest.csv, "
+                                                          "data_card.json)")
+    validate.add_argument("--site", required=True, help="the site code (rows of other sites in DATA_DIR are not used)")
+    validate.add_argument("--out", required=True, metavar="DIR", help="the report folder to write (replaced whole)")
+    validate.add_argument("--all-rows", action="store_true", help="validate every row of the site as one set 'site'")
+    validate.add_argument("--runtime", default="torchscript", choices=["torchscript", "onnx"],
+                          help="which exported file runs the network (default torchscript)")
+    validate.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of patients (default 1000)")
+    validate.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0; use the study's seed to match "
+                                                               "its evaluate stage)")
+    validate.add_argument("--confidence", type=float, default=0.95, help="interval level (default 0.95)")
+    validate.add_argument("--min-per-class", type=int, default=10,
+                          help="fewer cases of a class than this: the interval is marked unreliable (default 10)")
+    validate.add_argument("--min-patients", type=int, default=5,
+                          help="suppress subgroups and calibration bins smaller than this (default 5)")
+    validate.set_defaults(handler=_validate)
 
     served = sub.add_parser("serve", help="serve the exported MLflow model over HTTP (POST /invocations)",
                             description="Run MLflow's scoring server for the exported pyfunc model, with requests larger "

@@ -92,6 +92,15 @@ class GradCAMConfig:
 
 
 @dataclass
+class SiteValidationConfig:
+    """evaluate.site_validation: which sites the validate_sites stage validates the exported model on, and how."""
+
+    sites: list[str] = field(default_factory=list)
+    runtime: str = "torchscript"
+    min_patients: int = 5
+
+
+@dataclass
 class EvaluateConfig:
     """evaluate: operating point, intervals, calibration, comparison and saliency (conf/evaluate/default.yaml)."""
 
@@ -102,6 +111,7 @@ class EvaluateConfig:
     temperature_scaling: bool = True
     compare_with: str | None = None
     gradcam: GradCAMConfig = field(default_factory=GradCAMConfig)
+    site_validation: SiteValidationConfig = field(default_factory=SiteValidationConfig)
 
 
 @dataclass

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from crossmed import __version__
 from crossmed.files import write_text_atomic
 from crossmed.reporting.documents import html_document, markdown_table, read_json
+from crossmed.reporting.multi_site import multi_site_section
 from crossmed.reporting.sections import (UNRELIABLE_NOTE, calibration_section, confusion_counts_section, data_section,
                                          groups_section, limitations, metric_name, with_ci)
 from crossmed.shareable_config import shareable
@@ -28,6 +29,7 @@ CHECKLIST = [("Data sources, setting, participants and sites", "Data"),
              ("Decision threshold and how it was chosen", "Model and training"),
              ("Performance measures with their uncertainty", "Performance"),
              ("External validation", "External validation"),
+             ("Validation at each site and the spread between sites", "Validation at each site"),
              ("Calibration", "Calibration"),
              ("Performance in subgroups and sites (fairness)", "Sites and subgroups"),
              ("Explainability of the model's outputs", "Explainability"),
@@ -132,8 +134,9 @@ def _provenance_line(provenance: dict | None) -> str:
 
 
 def report_markdown(cfg: DictConfig, evaluation: Path, metrics_path: Path, history_path: Path, card_path: Path,
-                    provenance: dict | None = None) -> str:
-    """Return the report as Markdown (figures referenced as ../evaluation/, i.e. from experiments/reports/)."""
+                    provenance: dict | None = None, site_reports: list | None = None) -> str:
+    """Return the report as Markdown (figures referenced as ../evaluation/, i.e. from experiments/reports/); `site_reports`
+    are (path, report) pairs of sites' validations (crossmed.reporting.multi_site)."""
     metrics, card = read_json(metrics_path), read_json(card_path)
     operating, history = read_json(evaluation / within(cfg, "operating_point", "evaluation")), pd.read_csv(history_path)
     comparison = json.loads((evaluation / "comparison.json").read_text()) if (evaluation / "comparison.json").is_file() else None
@@ -149,6 +152,7 @@ def report_markdown(cfg: DictConfig, evaluation: Path, metrics_path: Path, histo
               *(["Quadratic-weighted kappa of the most probable grade (point estimate): "
                  + ", ".join(f"{name} {value}" for name, value in kappa.items()) + ".", ""] if kappa else []),
               *_gap_section(metrics),
+              *multi_site_section(site_reports or [], (provenance or {}).get("checkpoint_sha256")),
               *calibration_section(calibration), *groups_section(groups, task_type)]
     if comparison:
         rows = [[name, r["compared_with"], r["auc_a"], r["auc_b"], f"{r['difference']:+.4f} ({r['ci_low']:+.4f} to {r['ci_high']:+.4f})",
@@ -164,9 +168,9 @@ def report_markdown(cfg: DictConfig, evaluation: Path, metrics_path: Path, histo
 
 
 def write_report(cfg: DictConfig, evaluation: Path, metrics_path: Path, history_path: Path, card_path: Path, out_dir: Path,
-                 provenance: dict | None = None) -> tuple[Path, Path]:
+                 provenance: dict | None = None, site_reports: list | None = None) -> tuple[Path, Path]:
     """Write validation_report.md and validation_report.html (images inlined) under `out_dir`; return both paths."""
-    text = report_markdown(cfg, evaluation, metrics_path, history_path, card_path, provenance)
+    text = report_markdown(cfg, evaluation, metrics_path, history_path, card_path, provenance, site_reports)
     figures = Path(os.path.relpath(evaluation, out_dir)).as_posix()
     text = text.replace("](../evaluation/", f"]({figures}/")
     md_path, html_path = out_dir / "validation_report.md", out_dir / "validation_report.html"

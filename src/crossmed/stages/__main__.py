@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from crossmed.logs import configure_logging
 from crossmed.reproducibility import enter_stage
 
-STAGES = ("synthesize", "deidentify", "preprocess", "train", "evaluate", "export", "report")
+STAGES = ("synthesize", "deidentify", "preprocess", "train", "evaluate", "export", "validate_sites", "report")
 
 
 def main(argv: list[str] | None = None) -> None:

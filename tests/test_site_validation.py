@@ -1,0 +1,144 @@
+"""Validation at each site: `crossmed validate` on a site's own data writes aggregates only, equal to what the evaluate
+stage measured on the same images; the report stage assembles site reports into one multi-site validation."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import REPO
+from crossmed.data.task import Task
+from crossmed.errors import InputError
+from crossmed.evaluation.bootstrap import BootstrapSettings
+from crossmed.evaluation.site_report import site_set_report
+from crossmed.evaluation.site_report_file import read_site_report
+from crossmed.inference.site_validation import SiteValidation, validate_site
+from crossmed.reporting.multi_site import collect_site_reports, random_effects
+
+CLI = [sys.executable, "-m", "crossmed.cli"]
+
+
+def _settings(study) -> BootstrapSettings:
+    b = study.evaluate.bootstrap
+    return BootstrapSettings(b.resamples, b.seed, b.confidence, b.min_per_class)
+
+
+def _export(study) -> Path:
+    return Path(study.paths.models) / "export"
+
+
+def _identifiers(study) -> set[str]:
+    """Every per-case value a site must not send: IDs, source paths, content hashes and the evaluated probabilities."""
+    manifest = pd.read_csv(Path(study.paths.processed) / "manifest.csv", dtype=str, keep_default_na=False)
+    values = {v for column in ("patient_id", "image_id", "source_path", "content_hash") for v in manifest[column] if v}
+    evaluation = Path(study.paths.evaluation)
+    for path in evaluation.glob("predictions_*.csv"):
+        values |= {f"{p:.6f}" for p in pd.read_csv(path)["probability"]}
+    return values
+
+
+def test_a_site_report_equals_the_evaluate_stage_on_the_same_images_and_holds_no_identifier(trained_study, tmp_path):
+    out = tmp_path / "EE"
+    report = validate_site(_export(trained_study), trained_study.paths.processed, "EE", out, SiteValidation(_settings(trained_study)))
+    assert list(report["sets"]) == ["external_test"]
+    evaluated = json.loads(Path(trained_study.paths.all_metrics).read_text())["external_test"]
+    auc = report["sets"]["external_test"]["metrics"]["auc"]
+    assert (auc["value"], auc["ci_low"], auc["ci_high"]) == pytest.approx(
+        (evaluated["auc"], evaluated["auc_ci_low"], evaluated["auc_ci_high"]), abs=2e-4)
+    counts = report["sets"]["external_test"]["at_operating_point"]
+    table = pd.read_csv(Path(trained_study.paths.evaluation) / "predictions_external_test.csv")
+    assert counts["true_positive"] == int(((table.actual == 1) & (table.predicted == 1)).sum())
+    assert sum(counts[k] for k in ("true_positive", "false_positive", "false_negative", "true_negative")) == len(table)
+    assert sorted(p.name for p in out.iterdir()) == ["site_report.json", "site_report.md"]
+    written = "\n".join(p.read_text(encoding="utf-8") for p in out.iterdir())
+    leaked = sorted(v for v in _identifiers(trained_study) if v in written)
+    assert not leaked, f"per-case values in the site report: {leaked[:5]}"
+    assert read_site_report(out / "site_report.json")["model"]["checkpoint_sha256"] == json.loads(
+        (_export(trained_study) / "model" / "model.json").read_text())["training"]["checkpoint_sha256"]
+
+
+def test_groups_bins_and_curves_of_few_patients_are_suppressed():
+    rng = np.random.default_rng(0)
+    labels = (rng.random((40, 1)) < 0.5).astype(np.int64)
+    probabilities = np.clip(labels[:, [0]] * 0.6 + rng.random((40, 1)) * 0.4, 0, 1)
+    probabilities = np.hstack([1 - probabilities, probabilities])
+    rows = pd.DataFrame({"site": "EE", "patient_id": [f"P{i // 2}" for i in range(40)], "sex": ["F"] * 36 + ["M"] * 4})
+    task = Task.from_dict({"type": "binary", "classes": ["no", "yes"], "channels": 1, "spatial_dims": 2})
+    settings = BootstrapSettings(50, 0, 0.95, 5)
+    shown = site_set_report(task, rows, labels, probabilities, 0.5, settings, ["sex"], "site", min_patients=3)
+    by_sex = {(r["subgroup"], "suppressed" in r) for r in shown["subgroups"]}
+    assert by_sex == {("F", False), ("M", True)}  # 18 patients shown; 2 patients suppressed, values and counts gone
+    assert all(set(r) == {"group", "subgroup", "metric", "suppressed"} for r in shown["subgroups"] if r["subgroup"] == "M")
+    assert "roc" in shown and len(shown["roc"]["fpr"]) == 21
+    hidden = site_set_report(task, rows, labels, probabilities, 0.5, settings, ["sex"], "site", min_patients=100)
+    assert "roc" not in hidden and all("suppressed" in r for r in hidden["subgroups"])
+    assert all(b["count"] == "suppressed" and b["observed"] is None for b in hidden["calibration"]["bins"])
+
+
+def test_the_validate_command_writes_the_report_and_names_what_is_wrong(trained_study, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    ok = subprocess.run([*CLI, "validate", str(_export(trained_study)), trained_study.paths.processed, "--site", "KR",
+                         "--out", str(tmp_path / "KR"), "--resamples", "50"], capture_output=True, text=True, env=env, timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    assert list(json.loads(ok.stdout)["sets"]) == ["internal_test"]
+    assert (tmp_path / "KR" / "site_report.md").read_text(encoding="utf-8").startswith("# Site report: KR")
+    wrong = subprocess.run([*CLI, "validate", str(_export(trained_study)), trained_study.paths.processed, "--site", "LV",
+                            "--out", str(tmp_path / "LV")], capture_output=True, text=True, env=env, timeout=300)
+    assert wrong.returncode == 2 and "manifest.csv" in wrong.stderr and "no images of site LV" in wrong.stderr
+    assert not (tmp_path / "LV").exists()
+    other = shutil.copytree(trained_study.paths.processed, tmp_path / "other")
+    card = json.loads((other / "data_card.json").read_text())
+    card["recipe"]["spacing_mm"] = card["recipe"]["spacing_mm"] * 2  # resampled differently from the model's recipe
+    (other / "data_card.json").write_text(json.dumps(card))
+    with pytest.raises(InputError, match="data_card.json.*recipe"):
+        validate_site(_export(trained_study), other, "EE", tmp_path / "EE", SiteValidation(_settings(trained_study)))
+    assert not (tmp_path / "EE").exists()
+
+
+def test_random_effects_pools_two_sites_by_dersimonian_laird():
+    result = random_effects([0.8, 0.9], [0.05, 0.05])
+    # Q = 2 (df 1), tau^2 = (Q - df) / (sum w - sum w^2 / sum w) = 1 / 400, I^2 = 50%, pooled SE = sqrt(1 / 400)
+    assert result["q"] == pytest.approx(2.0) and result["tau2"] == pytest.approx(0.0025) and result["i2"] == pytest.approx(0.5)
+    assert result["pooled"] == pytest.approx(0.85) and result["ci_low"] == pytest.approx(0.85 - 1.959964 * 0.05, abs=1e-4)
+    assert random_effects([0.8, 0.8], [0.05, 0.05])["tau2"] == 0 and random_effects([0.8], [0.05]) is None
+
+
+def test_the_report_assembles_site_reports_and_keeps_out_those_of_another_model(trained_study, tmp_path):
+    from crossmed.stages import report, validate_sites
+
+    cfg = OmegaConf.merge(trained_study, {"paths": {"site_reports": str(tmp_path / "here"), "reports": str(tmp_path / "reports"),
+                                                    "received_site_reports": str(tmp_path / "received")}})
+    cfg.evaluate.site_validation.sites = ["KR"]
+    validate_sites.run(cfg)
+    received = tmp_path / "received" / "EE"
+    validate_site(_export(trained_study), cfg.paths.processed, "EE", received, SiteValidation(_settings(trained_study)))
+    md, _ = report.run(cfg)
+    text = md.read_text(encoding="utf-8")
+    section = text[text.index("## Validation at each site"):]
+    section = section[:section.index("\n## ", 3)]
+    assert "| KR | internal test |" in section and "| EE | external test |" in section
+    assert "Between-site spread of ROC AUC" in section
+    # The smoke study's sites have fewer than min_per_class cases of a class: their intervals are marked unreliable,
+    # and a pooled estimate built on them is withheld rather than printed.
+    assert "†" in section and "No random-effects summary: fewer than two sites have a reliable interval." in section
+
+    stale = read_site_report(received / "site_report.json")
+    stale["model"]["checkpoint_sha256"] = "0" * 64
+    (received / "site_report.json").write_text(json.dumps(stale))
+    md, _ = report.run(cfg)
+    section = md.read_text(encoding="utf-8").split("## Validation at each site")[1].split("\n## ")[0]
+    assert "| EE |" not in section and "- EE: checkpoint SHA-256 `0000000000000000…`" in section
+
+    shutil.copytree(tmp_path / "here" / "KR", tmp_path / "received" / "KR")
+    with pytest.raises(InputError, match="site KR already has a report"):
+        collect_site_reports(tmp_path / "here", tmp_path / "received")
+    (tmp_path / "received" / "KR" / "site_report.json").write_text('{"format": "something else"}')
+    with pytest.raises(InputError, match="not a crossmed site report"):
+        collect_site_reports(tmp_path / "received")
