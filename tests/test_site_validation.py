@@ -17,7 +17,7 @@ from conftest import REPO
 from crossmed.data.task import Task
 from crossmed.errors import InputError
 from crossmed.evaluation.bootstrap import BootstrapSettings
-from crossmed.evaluation.site_report import site_set_report
+from crossmed.evaluation.site_report import TooFewPatients, site_set_report
 from crossmed.evaluation.site_report_file import read_site_report
 from crossmed.inference.site_validation import SiteValidation, validate_site
 from crossmed.reporting.multi_site import collect_site_reports, random_effects
@@ -46,7 +46,7 @@ def _identifiers(study) -> set[str]:
 
 def test_a_site_report_equals_the_evaluate_stage_on_the_same_images_and_holds_no_identifier(trained_study, tmp_path):
     out = tmp_path / "EE"
-    report = validate_site(_export(trained_study), trained_study.paths.processed, "EE", out, SiteValidation(_settings(trained_study)))
+    report = validate_site(_export(trained_study), trained_study.paths.processed, "EE", out, SiteValidation(_settings(trained_study), min_patients=2))
     assert list(report["sets"]) == ["external_test"]
     evaluated = json.loads(Path(trained_study.paths.all_metrics).read_text())["external_test"]
     auc = report["sets"]["external_test"]["metrics"]["auc"]
@@ -64,30 +64,44 @@ def test_a_site_report_equals_the_evaluate_stage_on_the_same_images_and_holds_no
         (_export(trained_study) / "model" / "model.json").read_text())["training"]["checkpoint_sha256"]
 
 
-def test_groups_bins_and_curves_of_few_patients_are_suppressed():
+def test_small_groups_fold_into_other_and_small_bins_merge_so_no_patient_stands_alone():
     rng = np.random.default_rng(0)
-    labels = (rng.random((40, 1)) < 0.5).astype(np.int64)
-    probabilities = np.clip(labels[:, [0]] * 0.6 + rng.random((40, 1)) * 0.4, 0, 1)
-    probabilities = np.hstack([1 - probabilities, probabilities])
-    rows = pd.DataFrame({"site": "EE", "patient_id": [f"P{i // 2}" for i in range(40)], "sex": ["F"] * 36 + ["M"] * 4})
+    labels = (np.arange(60) % 2).reshape(-1, 1).astype(np.int64)
+    p = np.clip(labels[:, 0] * 0.5 + rng.random(60) * 0.5, 0, 1)
+    probabilities = np.stack([1 - p, p], axis=1)
+    rows = pd.DataFrame({"site": "EE", "patient_id": [f"P{i // 2}" for i in range(60)],  # 30 patients, 2 images each
+                         "sex": ["F"] * 40 + ["M"] * 18 + ["X"] * 2,
+                         "device": ["Vendor A"] * 52 + ["Jane Doe 1957-03-02"] * 8})
     task = Task.from_dict({"type": "binary", "classes": ["no", "yes"], "channels": 1, "spatial_dims": 2})
     settings = BootstrapSettings(50, 0, 0.95, 5)
-    shown = site_set_report(task, rows, labels, probabilities, 0.5, settings, ["sex"], "site", min_patients=3)
-    by_sex = {(r["subgroup"], "suppressed" in r) for r in shown["subgroups"]}
-    assert by_sex == {("F", False), ("M", True)}  # 18 patients shown; 2 patients suppressed, values and counts gone
-    assert all(set(r) == {"group", "subgroup", "metric", "suppressed"} for r in shown["subgroups"] if r["subgroup"] == "M")
-    assert "roc" in shown and len(shown["roc"]["fpr"]) == 21
-    hidden = site_set_report(task, rows, labels, probabilities, 0.5, settings, ["sex"], "site", min_patients=100)
-    assert "roc" not in hidden and all("suppressed" in r for r in hidden["subgroups"])
-    assert all(b["count"] == "suppressed" and b["observed"] is None for b in hidden["calibration"]["bins"])
+    report = site_set_report(task, rows, labels, probabilities, 0.5, settings, ["sex", "device"], "site", min_patients=5)
+    sexes = {r["subgroup"] for r in report["subgroups"] if r["group"] == "sex"}
+    # X (1 patient) alone would be the whole minus F and M: M (9 patients) joins it as 'other'
+    assert sexes == {"F", "other (small groups together)"}
+    assert all(r["patients"] >= 5 for r in report["subgroups"])
+    # device: 'Jane Doe ...' (4 patients) folds with the next smallest, leaving no group beside 'other': the column goes
+    assert not [r for r in report["subgroups"] if r["group"] == "device"] and "Jane Doe" not in json.dumps(report)
+    bins = report["calibration"]["bins"]
+    assert sum(b["count"] for b in bins) == 60 and all(b["count"] >= 5 for b in bins)
+    assert [b["lower"] for b in bins] == sorted(b["lower"] for b in bins) and bins[0]["lower"] == 0 and bins[-1]["upper"] == 1
+    with pytest.raises(TooFewPatients, match="fewer than 40 patients"):
+        site_set_report(task, rows, labels, probabilities, 0.5, settings, ["sex"], "site", min_patients=40)
 
 
 def test_the_validate_command_writes_the_report_and_names_what_is_wrong(trained_study, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     ok = subprocess.run([*CLI, "validate", str(_export(trained_study)), trained_study.paths.processed, "--site", "KR",
-                         "--out", str(tmp_path / "KR"), "--resamples", "50"], capture_output=True, text=True, env=env, timeout=300)
+                         "--out", str(tmp_path / "KR"), "--resamples", "50", "--min-patients", "2"], capture_output=True, text=True, env=env, timeout=300)
     assert ok.returncode == 0, ok.stderr
     assert list(json.loads(ok.stdout)["sets"]) == ["internal_test"]
+    with pytest.raises(InputError, match="must lie outside"):  # --out naming the data folder would replace it
+        validate_site(_export(trained_study), trained_study.paths.processed, "KR", trained_study.paths.processed,
+                      SiteValidation(_settings(trained_study), min_patients=2))
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("keep")
+    with pytest.raises(InputError, match="holds notes.txt"):
+        validate_site(_export(trained_study), trained_study.paths.processed, "KR", tmp_path / "busy",
+                      SiteValidation(_settings(trained_study), min_patients=2))
     assert (tmp_path / "KR" / "site_report.md").read_text(encoding="utf-8").startswith("# Site report: KR")
     wrong = subprocess.run([*CLI, "validate", str(_export(trained_study)), trained_study.paths.processed, "--site", "LV",
                             "--out", str(tmp_path / "LV")], capture_output=True, text=True, env=env, timeout=300)
@@ -98,7 +112,7 @@ def test_the_validate_command_writes_the_report_and_names_what_is_wrong(trained_
     card["recipe"]["spacing_mm"] = card["recipe"]["spacing_mm"] * 2  # resampled differently from the model's recipe
     (other / "data_card.json").write_text(json.dumps(card))
     with pytest.raises(InputError, match="data_card.json.*recipe"):
-        validate_site(_export(trained_study), other, "EE", tmp_path / "EE", SiteValidation(_settings(trained_study)))
+        validate_site(_export(trained_study), other, "EE", tmp_path / "EE", SiteValidation(_settings(trained_study), min_patients=2))
     assert not (tmp_path / "EE").exists()
 
 
@@ -118,7 +132,7 @@ def test_the_report_assembles_site_reports_and_keeps_out_those_of_another_model(
     cfg.evaluate.site_validation.sites = ["KR"]
     validate_sites.run(cfg)
     received = tmp_path / "received" / "EE"
-    validate_site(_export(trained_study), cfg.paths.processed, "EE", received, SiteValidation(_settings(trained_study)))
+    validate_site(_export(trained_study), cfg.paths.processed, "EE", received, SiteValidation(_settings(trained_study), min_patients=2))
     md, _ = report.run(cfg)
     text = md.read_text(encoding="utf-8")
     section = text[text.index("## Validation at each site"):]
@@ -142,3 +156,13 @@ def test_the_report_assembles_site_reports_and_keeps_out_those_of_another_model(
     (tmp_path / "received" / "KR" / "site_report.json").write_text('{"format": "something else"}')
     with pytest.raises(InputError, match="not a crossmed site report"):
         collect_site_reports(tmp_path / "received")
+    shutil.rmtree(tmp_path / "received" / "KR")
+    for change, reason in ((lambda r: r.update(site="<img src=x>"), "not a site code"),
+                           (lambda r: r["sets"].update({"<script>": r["sets"]["external_test"]}), "unknown set"),
+                           (lambda r: r["sets"]["external_test"]["metrics"]["auc"].update(value=7.5), "0 <= ci_low <= value"),
+                           (lambda r: r["sets"]["external_test"]["metrics"]["auc"].update(ci_low=float("nan")), "finite")):
+        broken = json.loads(json.dumps(stale))
+        change(broken)
+        (received / "site_report.json").write_text(json.dumps(broken))
+        with pytest.raises(InputError, match=reason):
+            collect_site_reports(tmp_path / "received")

@@ -65,6 +65,19 @@ def _check_fit(model: ExportedModel, data: ProcessedData, folder: Path) -> None:
         raise InputError(folder / "data_card.json", f"task {data.task.as_dict()} differs from the model's {model.description['task']}")
 
 
+def _check_out_dir(out_dir: Path, *inputs: Path) -> None:
+    """Raise InputError when the report folder would replace anything but an earlier site report, or touch an input."""
+    out = out_dir.resolve()
+    for path in inputs:
+        given = path.resolve()
+        if out == given or given.is_relative_to(out) or out.is_relative_to(given):
+            raise InputError(out_dir, f"the report folder must lie outside {path} (it is replaced whole)")
+    if out.exists():
+        others = [p.name for p in out.iterdir() if p.name not in (REPORT_FILE, SUMMARY_FILE)] if out.is_dir() else [out.name]
+        if others:
+            raise InputError(out_dir, f"exists and holds {', '.join(sorted(others)[:3])}: give a new or an earlier report's folder")
+
+
 def _probabilities(model: ExportedModel, images: np.ndarray, index: np.ndarray) -> np.ndarray:
     """Return the model's probabilities for the indexed images, in batches."""
     parts = [model.probabilities(np.asarray(images[index[i:i + BATCH]], dtype=np.float32)) for i in range(0, len(index), BATCH)]
@@ -83,6 +96,7 @@ def validate_site(model_path: str | Path, data_folder: str | Path, site: str, ou
                   how: SiteValidation) -> dict:
     """Validate the exported model on one site's processed data; write site_report.json and .md; return the report."""
     folder, out_dir = Path(data_folder), Path(out_dir)
+    _check_out_dir(out_dir, folder, Path(model_path))
     model = ExportedModel.load(model_path, how.runtime)
     data = ProcessedData.load(folder)
     _check_fit(model, data, folder)

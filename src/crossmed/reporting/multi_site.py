@@ -61,11 +61,13 @@ def _standard_error(result: dict, confidence: float) -> float | None:
     return (result["ci_high"] - result["ci_low"]) / (2 * norm.ppf(0.5 + confidence / 2))
 
 
-def multi_site_section(reports: list[tuple[Path, dict]], checkpoint_sha256: str | None) -> list[str]:
-    """Return the report's multi-site validation section (nothing when no site report exists)."""
+def multi_site_section(reports: list[tuple[Path, dict]], checkpoint_sha256: str | None, threshold: float | None = None) -> list[str]:
+    """Return the report's multi-site validation section (nothing when no site report exists); reports of another
+    checkpoint or operating threshold than the reported model's are listed apart."""
     if not reports:
         return []
-    current = [(p, r) for p, r in reports if checkpoint_sha256 is None or r["model"].get("checkpoint_sha256") == checkpoint_sha256]
+    current = [(p, r) for p, r in reports if (checkpoint_sha256 is None or r["model"].get("checkpoint_sha256") == checkpoint_sha256)
+               and (threshold is None or r["operating_point"].get("threshold") == threshold)]
     stale = [(p, r) for p, r in reports if (p, r) not in current]
     lines = ["## Validation at each site", "",
              "Each site ran the exported model at its saved threshold on its own test images and sent back only aggregates "
@@ -82,8 +84,8 @@ def multi_site_section(reports: list[tuple[Path, dict]], checkpoint_sha256: str 
     lines += markdown_table(["site", "set", "images / patients", *[metric_name(m) for m in HEADLINE]], rows)
     lines += _spread_lines(aucs)
     if stale:
-        lines += ["Not included: site reports of another model than the one reported here (ask the site to validate the "
-                  "current export):", "", *[f"- {r['site']}: checkpoint SHA-256 `{str(r['model'].get('checkpoint_sha256'))[:16]}…` "
+        lines += ["Not included: site reports of another model or threshold than the one reported here (ask the site to "
+                  "validate the current export):", "", *[f"- {r['site']}: checkpoint SHA-256 `{str(r['model'].get('checkpoint_sha256'))[:16]}…` "
                                             f"({p.parent.name}/{REPORT_FILE})" for p, r in stale], ""]
     return lines
 
