@@ -145,6 +145,69 @@ def _wait_for(path: Path, seconds: float) -> None:
         time.sleep(1)
 
 
+class _SitesOnAGrid:
+    """Flower's Grid as the coordinator sees it, answered in-process: site i sends back the weights plus (i + 1)."""
+
+    def __init__(self):
+        from flwr.supercore.task_identity import TaskIdentity
+
+        TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1  # what a ServerApp process has set
+
+    def get_node_ids(self):
+        return [11, 22]
+
+    def send_and_receive(self, messages, timeout=None):
+        from flwr.app import Message, MetricRecord, RecordDict
+
+        from crossmed.federated.messages import ARRAYS, METRICS, UNIT_WEIGHT_KEY, WEIGHT_KEY
+
+        replies = []
+        for i, message in enumerate(messages):
+            weights = {"w": torch.from_numpy(message.content[ARRAYS]["weights"].numpy().copy()) + (i + 1)}
+            figures = {"train-loss": 0.5, "train-images": 10 * (i + 1), "seconds": 1.0, "learning-rate": 0.001,
+                       "val-loss": 0.6, "val-auc": 0.7, "val-images": 5, WEIGHT_KEY: 10 * (i + 1), UNIT_WEIGHT_KEY: 1}
+            replies.append(Message(RecordDict({ARRAYS: to_record(weights), METRICS: MetricRecord(figures)}), reply_to=message))
+        return replies
+
+
+def test_differential_privacy_clips_each_site_adds_seeded_noise_and_counts_epsilon(tmp_path):
+    from crossmed.federated.coordinator import Coordinator, FederationError
+    from crossmed.stages.federated_train import _check_no_running_statistics
+
+    dp = "train.federated.differential_privacy"
+    cfg = tiny_config(tmp_path, *FEDERATED, f"{dp}.enabled=true", f"{dp}.clipping_norm=0.5", f"{dp}.noise_multiplier=1.0")
+    start = {"w": torch.zeros(4000)}
+
+    def one_round(config):
+        coordinator = Coordinator(config, tmp_path / "work")
+        coordinator.nodes = {11: "KR", 22: "EE"}
+        record, weights, _ = coordinator.run_round(_SitesOnAGrid(), 1, start)
+        return record, weights["w"].numpy()
+
+    record, first = one_round(cfg)
+    _, again = one_round(cfg)
+    assert np.array_equal(first, again)  # the noise is seeded by (seed, round): a rerun gives the same global weights
+    # Updates of L2 norm 63 and 126 are clipped to 0.5 each: their mean is ~0.008 per value, not 1.5; the noise's
+    # standard deviation is z * C / sites = 0.25.
+    assert abs(first.mean()) < 0.05 and first.std() == pytest.approx(0.25, rel=0.1)
+    assert record["epsilon"] == pytest.approx(3.5366, abs=1e-3) and record["delta"] == 1e-3  # z = 1, one release
+
+    capped = OmegaConf.merge(cfg, {"train": {"federated": {"differential_privacy": {"max_epsilon": 2.0}}}})
+    with pytest.raises(FederationError, match="max_epsilon"):
+        one_round(capped)
+    with pytest.raises(ConfigError, match="noise_multiplier"):
+        FederationPlan.from_config(OmegaConf.merge(cfg, {"train": {"federated": {"differential_privacy": {"noise_multiplier": 0}}}}))
+    net = {**OmegaConf.to_container(cfg.model.net), "n_input_channels": 1, "num_classes": 2}
+    with pytest.raises(ConfigError, match="keeps running statistics in 12 normalisation layers"):
+        _check_no_running_statistics(net)
+    # MONAI's ResNet takes norm=("group", {...}) (as -S 'model.net.norm=[group,{num_groups:8}]' gives) for its stem
+    # only: its blocks keep BatchNorm, and are refused too. A ViT (LayerNorm) keeps no running statistics.
+    with pytest.raises(ConfigError, match="11 normalisation layers \\(layer1.0.bn1"):
+        _check_no_running_statistics({**net, "norm": ["group", {"num_groups": 8}]})
+    vit = tiny_config(tmp_path, *FEDERATED, "model=vit_tiny").model.net
+    _check_no_running_statistics({**OmegaConf.to_container(vit), "img_size": [32, 32], "in_channels": 1, "num_classes": 2})
+
+
 @pytest.mark.slow
 def test_over_tls_only_registered_sites_join_and_a_broken_site_is_named_by_a_coordinator_that_cannot_see_site_folders(
         federated_study, tmp_path):

@@ -53,6 +53,17 @@ class TrainConfig:
 
 
 @dataclass
+class DifferentialPrivacyConfig:
+    """train.federated.differential_privacy: site-level central DP (Flower's server-side fixed clipping)."""
+
+    enabled: bool = False
+    noise_multiplier: float = 1.0
+    clipping_norm: float = 1.0
+    delta: float = 1.0e-3
+    max_epsilon: float | None = None
+
+
+@dataclass
 class FederatedConfig:
     """train.federated: rounds, aggregation, privacy and the sites' processes (conf/train/federated.yaml)."""
 
@@ -64,6 +75,7 @@ class FederatedConfig:
     round_timeout_s: int = 3600
     hide_site_data: str = "auto"
     tls: bool = True
+    differential_privacy: DifferentialPrivacyConfig = field(default_factory=DifferentialPrivacyConfig)
 
 
 @dataclass

@@ -13,7 +13,8 @@ from flwr.app import ConfigRecord, Context, Error, Message, MetricRecord, Record
 from flwr.clientapp import ClientApp
 
 from crossmed.errors import CrossmedError
-from crossmed.federated.messages import ARRAYS, CONFIG, DATA_DIR_KEY, METRICS, SITE, SITE_KEY, WEIGHT_KEY, study_config
+from crossmed.federated.messages import (ARRAYS, CONFIG, DATA_DIR_KEY, METRICS, SITE, SITE_KEY, UNIT_WEIGHT_KEY, WEIGHT_KEY,
+                                         study_config)
 from crossmed.federated.site_data import load_site_data, site_summary
 from crossmed.logs import configure_logging
 
@@ -74,7 +75,8 @@ def train(msg: Message, context: Context) -> Message:
     except Exception as err:  # noqa: BLE001
         return _failed(msg, context, err)
     return Message(RecordDict({ARRAYS: to_record(weights),
-                               METRICS: MetricRecord({**stats, **validation, WEIGHT_KEY: stats["train-images"]})}), reply_to=msg)
+                               METRICS: MetricRecord({**stats, **validation, WEIGHT_KEY: stats["train-images"],
+                                                                       UNIT_WEIGHT_KEY: 1})}), reply_to=msg)
 
 
 @app.evaluate()

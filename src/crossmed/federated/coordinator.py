@@ -13,17 +13,19 @@ import math
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
-from flwr.serverapp.strategy import FedAvg, FedProx
+from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping, FedAvg, FedProx, Strategy
 
 from crossmed.data.task import Task
 from crossmed.devices import resolve_device, seed_everything
 from crossmed.errors import CrossmedError
-from crossmed.federated.messages import METRICS, SITE, SITE_KEY, WEIGHT_KEY, content_bytes
+from crossmed.federated.messages import METRICS, SITE, SITE_KEY, UNIT_WEIGHT_KEY, WEIGHT_KEY, content_bytes
 from crossmed.federated.wire import from_record, to_record
-from crossmed.federated.plan import FederationPlan
+from crossmed.federated.plan import FederationPlan, PrivacyPlan
+from crossmed.federated.site_training import round_seed
 from crossmed.files import write_json_atomic
 from crossmed.model.networks import build_network, fit_to_task
 from crossmed.training.resume import fingerprint, save_state
@@ -43,13 +45,34 @@ class FederationError(CrossmedError):
         self.site = site
 
 
-def make_strategy(plan: FederationPlan) -> FedAvg:
-    """Return Flower's FedAvg (or FedProx) sending to and waiting for every site of the plan."""
+def make_strategy(plan: FederationPlan) -> Strategy:
+    """Return Flower's FedAvg (or FedProx) sending to and waiting for every site of the plan; with differential privacy,
+    wrapped in Flower's server-side fixed clipping with its RDP accountant (every site's update weighs the same)."""
     every_site = {"fraction_train": 1.0, "fraction_evaluate": 1.0, "min_train_nodes": len(plan.sites),
-                  "min_evaluate_nodes": len(plan.sites), "min_available_nodes": len(plan.sites), "weighted_by_key": WEIGHT_KEY}
-    if plan.aggregation == "fedprox":
-        return FedProx(proximal_mu=plan.proximal_mu, **every_site)
-    return FedAvg(**every_site)
+                  "min_evaluate_nodes": len(plan.sites), "min_available_nodes": len(plan.sites),
+                  "weighted_by_key": UNIT_WEIGHT_KEY if plan.privacy else WEIGHT_KEY}
+    inner = FedProx(proximal_mu=plan.proximal_mu, **every_site) if plan.aggregation == "fedprox" else FedAvg(**every_site)
+    if plan.privacy is None:
+        return inner
+    return DifferentialPrivacyServerSideFixedClipping(inner, plan.privacy.noise_multiplier, plan.privacy.clipping_norm,
+                                                      len(plan.sites), accountant=make_accountant(plan.privacy, len(plan.sites)))
+
+
+def make_accountant(privacy: PrivacyPlan, sites: int):
+    """Return Flower's RDP accountant for site-level DP over `sites` sites, every one taking part in every round."""
+    from flwr.serverapp import NeighboringRelation, PrivacyConfig, RdpAccountant, SamplingMethod
+
+    return RdpAccountant(PrivacyConfig(target_delta=privacy.delta, population_size=sites,
+                                       neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
+                                       sampling_method=SamplingMethod.NO_AMPLIFICATION, max_epsilon=privacy.max_epsilon))
+
+
+def privacy_spent(strategy: Strategy) -> dict | None:
+    """Return {epsilon, delta, releases} the strategy's accountant has counted so far, or None without privacy."""
+    spent = strategy.privacy_spent() if isinstance(strategy, DifferentialPrivacyServerSideFixedClipping) else None
+    if spent is None:
+        return None
+    return {"epsilon": float(spent.epsilon), "delta": float(spent.delta), "releases": int(spent.num_releases)}
 
 
 class Coordinator:
@@ -76,11 +99,15 @@ class Coordinator:
         self.join(grid)
         state_id = fingerprint(STATE_FORMAT, self._training_config(), self.sites)
         state = self._saved_state(state_id) or self._initial_state(state_id)
+        if state.get("accountant") is not None:  # resumed: the privacy spent by the rounds already done counts
+            self.strategy.accountant.load_state_dict(state["accountant"])
         for round_number in range(state["round"] + 1, self.plan.rounds + 1):
             record, weights, validation = self.run_round(grid, round_number, state["weights"])
             self._validated(state, validation)
             state["history"].append(record)
             state.update(round=round_number, epoch=record["epoch"], weights=weights)
+            if self.plan.privacy is not None:
+                state["accountant"] = self.strategy.accountant.state_dict()
             self._save(state)
         if state["history"] and "val_auc" not in state["history"][-1]:
             self._validated(state, self.validate(grid, state["weights"]))
@@ -162,8 +189,17 @@ class Coordinator:
         """
         started = time.perf_counter()
         order = ConfigRecord({"local-epochs": self.plan.local_epochs, "total-epochs": self.plan.total_epochs})
-        sent, replies = self._exchange(grid, self.strategy.configure_train(round_number, to_record(weights), order, grid))
+        try:
+            messages = self.strategy.configure_train(round_number, to_record(weights), order, grid)
+        except Exception as err:  # Flower's PrivacyBudgetExhausted: the next release would pass max_epsilon
+            if type(err).__name__ != "PrivacyBudgetExhausted":
+                raise
+            raise FederationError(f"round {round_number} not run: {err} (train.federated.differential_privacy.max_epsilon)") from err
+        sent, replies = self._exchange(grid, messages)
+        np.random.seed(round_seed(int(self.cfg.seed), "coordinator", round_number))  # DP noise: the same on a rerun
         arrays, _ = self.strategy.aggregate_train(round_number, replies)
+        if arrays is None:
+            raise FederationError(f"round {round_number}: Flower's strategy aggregated nothing (see coordinator.log)")
         sites = {self.nodes[r.metadata.src_node_id]: dict(r.content[METRICS]) for r in replies}
         validation = {site: {k: v for k, v in figures.items() if k.startswith("val-")} for site, figures in sites.items()}
         record = {"round": round_number, "epoch": round_number * self.plan.local_epochs,
@@ -174,6 +210,11 @@ class Coordinator:
                   "seconds": time.perf_counter() - started,
                   "sites": {site: {k.replace("-", "_"): sites[site][k] for k in ("train-loss", "train-images", "seconds")}
                             for site in self.plan.sites}}
+        spent = privacy_spent(self.strategy)
+        if spent is not None:
+            record.update(epsilon=spent["epsilon"], delta=spent["delta"])
+            log.info("round %d: privacy spent epsilon %.4f at delta %g (site-level, %d releases)", round_number,
+                     spent["epsilon"], spent["delta"], spent["releases"])
         log.info("round %d/%d aggregated: train loss %.4f, %d bytes sent, %d received, %.1f s", round_number, self.plan.rounds,
                  record["train_loss"], record["bytes_sent"], record["bytes_received"], record["seconds"])
         return record, from_record(arrays, weights), validation
@@ -207,7 +248,8 @@ class Coordinator:
         return {"seed": int(self.cfg.seed), "model": OmegaConf.to_container(self.cfg.model, resolve=True),
                 "train": OmegaConf.to_container(self.cfg.train, resolve=True), "reproducibility": str(self.cfg.reproducibility.cpu),
                 "plan": {"sites": list(self.plan.sites), "rounds": self.plan.rounds, "local_epochs": self.plan.local_epochs,
-                         "aggregation": self.plan.aggregation, "proximal_mu": self.plan.proximal_mu}}
+                         "aggregation": self.plan.aggregation, "proximal_mu": self.plan.proximal_mu,
+                         "differential_privacy": self.plan.privacy.as_dict() if self.plan.privacy else None}}
 
     def _saved_state(self, state_id: str) -> dict | None:
         """Return the state saved after the last completed round when it belongs to this plan and these sites' data, else None."""

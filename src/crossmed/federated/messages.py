@@ -10,6 +10,7 @@ STUDY_CONFIG_KEY, WORK_DIR_KEY = "study-config", "work-dir"           # run conf
 SITE_KEY, DATA_DIR_KEY = "site", "data-dir"                           # a site process's node config
 WEIGHTS = "weights"                                                   # the one array of an ArrayRecord
 WEIGHT_KEY = "num-examples"                                           # FedAvg weights a site's update by its training images
+UNIT_WEIGHT_KEY = "unit-weight"                                       # 1 from every site: equal weights (differential privacy)
 
 
 def study_config(run_config) -> DictConfig:

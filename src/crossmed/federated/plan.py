@@ -9,6 +9,39 @@ HIDE_CHOICES = ("auto", "true", "false")
 
 
 @dataclass(frozen=True)
+class PrivacyPlan:
+    """Site-level central differential privacy: noise multiplier z, clipping norm C, the delta epsilon is reported at,
+    and an optional ceiling on epsilon."""
+
+    noise_multiplier: float
+    clipping_norm: float
+    delta: float
+    max_epsilon: float | None = None
+
+    @classmethod
+    def from_config(cls, dp) -> "PrivacyPlan | None":
+        """Return the plan of train.federated.differential_privacy (None when off); raise ConfigError naming a wrong key."""
+        if dp is None or not dp.enabled:
+            return None
+        where = "train.federated.differential_privacy"
+        if not dp.noise_multiplier > 0:
+            raise ConfigError(f"{where}.noise_multiplier", f"{dp.noise_multiplier}: must be positive for any privacy")
+        if not dp.clipping_norm > 0:
+            raise ConfigError(f"{where}.clipping_norm", f"{dp.clipping_norm}: must be positive")
+        if not 0 < dp.delta < 1:
+            raise ConfigError(f"{where}.delta", f"{dp.delta}: must lie between 0 and 1")
+        if dp.max_epsilon is not None and not dp.max_epsilon > 0:
+            raise ConfigError(f"{where}.max_epsilon", f"{dp.max_epsilon}: must be positive (or null)")
+        return cls(float(dp.noise_multiplier), float(dp.clipping_norm), float(dp.delta),
+                   None if dp.max_epsilon is None else float(dp.max_epsilon))
+
+    def as_dict(self) -> dict:
+        """Return the settings as JSON-ready data."""
+        return {"noise_multiplier": self.noise_multiplier, "clipping_norm": self.clipping_norm, "delta": self.delta,
+                "max_epsilon": self.max_epsilon}
+
+
+@dataclass(frozen=True)
 class FederationPlan:
     """Sites (in the study's order: aggregation sums in this order), rounds, local epochs and the aggregation."""
 
@@ -20,6 +53,7 @@ class FederationPlan:
     round_timeout_s: int
     hide_site_data: str = "auto"
     tls: bool = True
+    privacy: PrivacyPlan | None = None
 
     @property
     def total_epochs(self) -> int:
@@ -42,7 +76,8 @@ class FederationPlan:
         if hide not in HIDE_CHOICES:
             raise ConfigError("train.federated.hide_site_data", f"'{hide}' (known: {', '.join(HIDE_CHOICES)})")
         return cls(training_sites(cfg), int(fed.rounds), int(fed.local_epochs), str(fed.aggregation),
-                   float(fed.proximal_mu), int(fed.round_timeout_s), hide, bool(fed.get("tls", True)))
+                   float(fed.proximal_mu), int(fed.round_timeout_s), hide, bool(fed.get("tls", True)),
+                   PrivacyPlan.from_config(fed.get("differential_privacy")))
 
 
 def training_sites(cfg) -> tuple[str, ...]:

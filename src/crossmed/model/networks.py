@@ -38,14 +38,24 @@ def fit_to_task(net_cfg: DictConfig | dict, channels: int, outputs: int, spatial
     return cfg
 
 
+LAYER_SPECIFIERS = ("norm", "act")  # MONAI layer arguments given as a name or a (name, {arguments}) pair
+
+
 def build_network(net_cfg: DictConfig | dict) -> torch.nn.Module:
     """Return the network described by `model.net`; raise ConfigError naming the key when it cannot be built."""
     cfg = OmegaConf.create(net_cfg) if isinstance(net_cfg, dict) else net_cfg
     target = cfg.get("_target_")
     if not target:
         raise ConfigError("model.net._target_", "missing: name a network class such as monai.networks.nets.ResNet")
+    # YAML has no tuple, and MONAI's layer factories take a (name, {arguments}) pair: pass those arguments as tuples.
+    layers = {key: tuple(OmegaConf.to_container(value)) for key in LAYER_SPECIFIERS
+              if OmegaConf.is_list(value := cfg.get(key)) and len(value) == 2 and isinstance(value[0], str)}
     try:
-        net = hydra.utils.instantiate(cfg)
+        if layers:
+            rest = OmegaConf.create({k: v for k, v in cfg.items() if k not in layers})
+            net = hydra.utils.instantiate(rest, _partial_=True)(**layers)
+        else:
+            net = hydra.utils.instantiate(cfg)
     except Exception as err:  # hydra wraps import and argument errors in its own exceptions
         raise ConfigError("model.net", f"cannot build {target}: {err}") from err
     if not isinstance(net, torch.nn.Module):

@@ -26,8 +26,12 @@ def _trained_at(training: dict) -> str:
     federated = training.get("federated")
     if not federated:
         return f"epoch {training['epoch']}"
+    dp = federated.get("differential_privacy")
+    privacy = (f", with site-level differential privacy: epsilon {dp['epsilon']:.2f} at delta {dp['delta']:g} over "
+               f"{dp['releases']} released rounds (noise multiplier {dp['noise_multiplier']}, clipping norm {dp['clipping_norm']})"
+               if dp else "")
     return (f"round {federated['best_round']} of {federated['rounds']} (epoch {training['epoch']}) of federated training "
-            f"({federated['aggregation']}) across sites {', '.join(federated['sites'])}, whose images never left them")
+            f"({federated['aggregation']}) across sites {', '.join(federated['sites'])}, whose images never left them{privacy}")
 
 
 def model_card_markdown(cfg: DictConfig, description: dict, evaluation: Path, card_path: Path) -> str:

@@ -61,7 +61,7 @@ def _model_section(cfg: DictConfig, history: pd.DataFrame, operating: dict, eval
                f"weights and training statistics went to the coordinator. {len(history)} of {fed.rounds} rounds, seed "
                f"{cfg.seed}, deterministic {train.deterministic}. The weights used are the global model of round "
                f"{int(best['round'])} (epoch {int(best['epoch'])}; best validation AUC {best['val_auc']:.4f}, the sites' "
-               f"validation sets weighted by size).")
+               f"validation sets weighted by size).{_privacy_sentence(fed, history)}")
     else:
         how = (f"trained from scratch with {train.optimizer} {settings}, up to {train.max_epochs} epochs, seed {cfg.seed}, "
                f"deterministic {train.deterministic}. Trained {len(history)} epochs; the weights used are those of epoch "
@@ -71,6 +71,18 @@ def _model_section(cfg: DictConfig, history: pd.DataFrame, operating: dict, eval
             f"Operating point: threshold **{operating['threshold']:.4f}** by {operating['method']}"
             + (f" (target {operating['target']})" if "target" in operating else "")
             + f", chosen on the validation split ({operating['val_images']} images) and applied unchanged to every test set.", ""]
+
+
+def _privacy_sentence(fed, history: pd.DataFrame) -> str:
+    """Return the sentence stating the differential privacy of a federated training and the epsilon it spent, or ''."""
+    if "epsilon" not in history.columns or history["epsilon"].isna().all():
+        return ""
+    dp = fed.differential_privacy
+    return (f" **Differential privacy at the level of sites**: each site's update was clipped to L2 norm {dp.clipping_norm} and "
+            f"Gaussian noise (noise multiplier {dp.noise_multiplier}) added to every aggregate; after {len(history)} released "
+            f"rounds the privacy spent is **epsilon {history['epsilon'].iloc[-1]:.2f} at delta {dp.delta:g}** (Flower's RDP "
+            "accountant, every site in every round). It protects whether a whole site took part, not single patients "
+            "beyond that; the figures below are of the noisy model.")
 
 
 def _performance_section(bootstrap: dict, binary: bool) -> list[str]:
@@ -152,7 +164,7 @@ def report_markdown(cfg: DictConfig, evaluation: Path, metrics_path: Path, histo
               *(["Quadratic-weighted kappa of the most probable grade (point estimate): "
                  + ", ".join(f"{name} {value}" for name, value in kappa.items()) + ".", ""] if kappa else []),
               *_gap_section(metrics),
-              *multi_site_section(site_reports or [], (provenance or {}).get("checkpoint_sha256")),
+              *multi_site_section(site_reports or [], (provenance or {}).get("checkpoint_sha256"), operating["threshold"]),
               *calibration_section(calibration), *groups_section(groups, task_type)]
     if comparison:
         rows = [[name, r["compared_with"], r["auc_a"], r["auc_b"], f"{r['difference']:+.4f} ({r['ci_low']:+.4f} to {r['ci_high']:+.4f})",

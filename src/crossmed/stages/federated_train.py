@@ -41,7 +41,8 @@ from crossmed.training.resume import fingerprint
 
 log = logging.getLogger("crossmed.train")
 HISTORY_FIELDS = ("epoch", "round", "train_loss", "val_loss", "val_auc", "learning_rate", "train_images")
-ROUND_FIGURES = ("train_loss", "val_loss", "val_auc", "learning_rate", "train_images", "bytes_sent", "bytes_received", "seconds")
+ROUND_FIGURES = ("train_loss", "val_loss", "val_auc", "learning_rate", "train_images", "bytes_sent", "bytes_received", "seconds",
+                 "epsilon")
 SITE_FIGURES = ("train_loss", "train_images", "val_loss", "val_auc", "val_images", "seconds")
 RUNS_FILE = "mlflow_runs.json"  # the federation's MLflow runs, so a resumed federation keeps logging to them
 STATUS_EVERY_S = 10
@@ -56,6 +57,8 @@ def run(cfg: DictConfig) -> dict:
     arithmetic = describe(in_effect(cfg))
     net_cfg = fit_to_task(cfg.model.net, data.task.channels, data.task.outputs, data.task.spatial_dims,
                           tuple(data.images.shape[2:]))
+    if plan.privacy is not None:
+        _check_no_running_statistics(net_cfg)
     folders = write_site_folders(cfg.paths.processed, root / "site_data", plan.sites)
     data_sha256 = data_fingerprint(cfg.paths.processed)
     training_id = fingerprint(encode_study_config(cfg), data_sha256)  # what the rounds so far were trained from
@@ -82,15 +85,21 @@ def run(cfg: DictConfig) -> dict:
         net = build_network(net_cfg)
         net.load_state_dict(result["weights"])
         best = next(r for r in result["history"] if r["round"] == result["best_round"])
+        federated = {"sites": list(plan.sites), "rounds": plan.rounds, "local_epochs": plan.local_epochs,
+                     "aggregation": plan.aggregation, "best_round": best["round"]}
+        if plan.privacy is not None:  # what every released aggregate cost, not only the best round's
+            last = result["history"][-1]
+            federated["differential_privacy"] = {**plan.privacy.as_dict(), "epsilon": round(last["epsilon"], 4),
+                                                 "releases": len(result["history"]), "unit": "site (one hospital's whole data)"}
         info = {**checkpoint_info(cfg, data, net_cfg, arithmetic["arithmetic"]), "epoch": best["epoch"], "val_auc": best["val_auc"],
-                "federated": {"sites": list(plan.sites), "rounds": plan.rounds, "local_epochs": plan.local_epochs,
-                              "aggregation": plan.aggregation, "best_round": best["round"]}}
+                "federated": federated}
         save_checkpoint(cfg.paths.checkpoint, net, info)
         written = tag_file("checkpoint", cfg.paths.checkpoint)
         log_trained_model(cfg.model.name, f"MONAI {net_cfg['_target_'].rsplit('.', 1)[-1]} (federated)", written["sha256"],
                           metric_names(TRAINING, {"best_val_auc": best["val_auc"], "best_round": best["round"],
                                                   "best_epoch": best["epoch"], "rounds": plan.rounds}))
-        write_history(cfg.paths.history, [{k: r.get(k) for k in HISTORY_FIELDS} for r in result["history"]])
+        fields = HISTORY_FIELDS + (("epsilon",) if plan.privacy is not None else ())
+        write_history(cfg.paths.history, [{k: r.get(k) for k in fields} for r in result["history"]])
         mlflow.log_artifact(str(cfg.paths.history), artifact_path="training")
     except ProcessExited as err:
         _end_runs(runs, "FAILED")
@@ -108,6 +117,16 @@ def run(cfg: DictConfig) -> dict:
     log.info("federated training finished in %.0f s: best global val AUC %.4f at round %d of %d; wrote %s and %s",
              time.perf_counter() - started, best["val_auc"], best["round"], plan.rounds, cfg.paths.checkpoint, cfg.paths.history)
     return best
+
+
+def _check_no_running_statistics(net_cfg: dict) -> None:
+    """Raise ConfigError when the network keeps running statistics (BatchNorm), which DP noise would turn meaningless."""
+    net = build_network(net_cfg)
+    tracked = [name for name, module in net.named_modules() if getattr(module, "track_running_stats", False)]
+    if tracked:
+        raise ConfigError("train.federated.differential_privacy", f"the network keeps running statistics in {len(tracked)} "
+                          f"normalisation layers ({tracked[0]}, ...), which the noise would reach too; use a norm without "
+                          "them, e.g. -S model=vit_tiny (LayerNorm; MONAI's ResNet blocks keep BatchNorm whatever model.net.norm says)")
 
 
 def _terminate(signum, frame) -> None:
