@@ -72,7 +72,15 @@ def test_evaluate_compares_with_another_run_and_refuses_other_cases(trained_stud
     metrics = evaluate_stage.run(cfg)
     assert metrics["internal_test_vs_reference"] == {"auc_difference": 0.0, "p_value": 1.0}
     comparison = json.loads((tmp_path / "evaluation" / "comparison.json").read_text())
-    assert comparison["sets"]["external_test"]["compared_with"] == f"MLflow run {run_id}"
+    assert comparison["references"]["reference"]["sets"]["external_test"]["compared_with"] == f"MLflow run {run_id}"
+    cfg.evaluate.compare_with = {"same_run": run_id, "same_folder": str(exp / "evaluation")}  # several, by label
+    _evaluate_into(cfg, tmp_path / "m1.json", tmp_path / "e1")
+    metrics = evaluate_stage.run(cfg)
+    assert metrics["external_test_vs_same_run"] == metrics["external_test_vs_same_folder"] == {"auc_difference": 0.0, "p_value": 1.0}
+    assert set(json.loads((tmp_path / "e1" / "comparison.json").read_text())["references"]) == {"same_run", "same_folder"}
+    cfg.evaluate.compare_with = {"local-KR": run_id}
+    with pytest.raises(ConfigError, match="label 'local-KR'"):
+        evaluate_stage.run(cfg)
     other = tmp_path / "other"
     shutil.copytree(exp / "evaluation", other)
     table = pd.read_csv(other / "predictions_internal_test.csv")

@@ -121,7 +121,7 @@ class EvaluateConfig:
     fixed_threshold: float = 0.5
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     temperature_scaling: bool = True
-    compare_with: str | None = None
+    compare_with: Any = None  # a run ID or evaluation folder, or a mapping {label: run ID or folder}
     gradcam: GradCAMConfig = field(default_factory=GradCAMConfig)
     site_validation: SiteValidationConfig = field(default_factory=SiteValidationConfig)
 

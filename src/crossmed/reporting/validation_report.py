@@ -167,10 +167,12 @@ def report_markdown(cfg: DictConfig, evaluation: Path, metrics_path: Path, histo
               *multi_site_section(site_reports or [], (provenance or {}).get("checkpoint_sha256"), operating["threshold"]),
               *calibration_section(calibration), *groups_section(groups, task_type)]
     if comparison:
-        rows = [[name, r["compared_with"], r["auc_a"], r["auc_b"], f"{r['difference']:+.4f} ({r['ci_low']:+.4f} to {r['ci_high']:+.4f})",
-                 f"{r['p_value']:.4g}"] for name, r in comparison["sets"].items()]
-        lines += ["## Comparison with a reference model", "", f"{comparison['test']} test of ROC AUC on the same images.", "",
-                  *markdown_table(["set", "reference", "AUC (this)", "AUC (reference)", "difference (95% CI)", "p"], rows)]
+        rows = [[label, name.replace("_", " "), r["compared_with"], r["auc_a"], r["auc_b"],
+                 f"{r['difference']:+.4f} ({r['ci_low']:+.4f} to {r['ci_high']:+.4f})", f"{r['p_value']:.4g}"]
+                for label, part in comparison["references"].items() for name, r in part["sets"].items()]
+        lines += ["## Comparison with other models", "", f"{comparison['test']} test of ROC AUC on the same images: this "
+                  "model minus the other.", "",
+                  *markdown_table(["model", "set", "source", "AUC (this)", "AUC (other)", "difference (95% CI)", "p"], rows)]
     lines += [*_gradcam_section(evaluation), *limitations(cfg, card, groups, operating),
               "## Checklist", "", "Where this report covers the evaluation topics of TRIPOD+AI and CLAIM (item numbers: see the "
               "official checklists).", "", *markdown_table(["topic", "section"], [list(item) for item in CHECKLIST]),

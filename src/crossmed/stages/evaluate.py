@@ -6,12 +6,13 @@ paths.operating_point and paths.all_metrics inside it) and logs them to the trai
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from crossmed.data.processed import ProcessedData
 from crossmed.devices import resolve_device
@@ -83,19 +84,37 @@ def _kappa(task: Task, labels: np.ndarray, probabilities: np.ndarray) -> dict:
     return {"quadratic_kappa": task_metrics(task, labels, probabilities, 0.5)["quadratic_kappa"]}
 
 
-def _compare(cfg: DictConfig, task: Task, predictions: list[pd.DataFrame]) -> dict:
-    """Return DeLong's test against evaluate.compare_with for each test set (empty when it is not set)."""
-    reference = cfg.evaluate.get("compare_with")
-    if not reference:
+def comparison_references(value) -> dict[str, str]:
+    """Return evaluate.compare_with as {label: reference}: one run ID or folder is labelled 'reference'; a mapping
+    names each reference (labels become metric names: letters, digits and '_')."""
+    if not value:
+        return {}
+    if isinstance(value, str):
+        return {"reference": value}
+    if not OmegaConf.is_dict(value) and not isinstance(value, dict):
+        raise ConfigError("evaluate.compare_with", "a run ID or evaluation folder, or a mapping {label: run ID or folder}")
+    references = {str(k): str(v) for k, v in value.items()}
+    bad = [label for label in references if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,39}", label)]
+    if bad:
+        raise ConfigError("evaluate.compare_with", f"label {bad[0]!r}: letters, digits and '_', starting with a letter")
+    return references
+
+
+def _compare(cfg: DictConfig, task: Task, predictions: list[pd.DataFrame]) -> dict[str, dict]:
+    """Return DeLong's test against each model of evaluate.compare_with, per test set: {label: {set: result}}."""
+    references = comparison_references(cfg.evaluate.get("compare_with"))
+    if not references:
         return {}
     if task.type != "binary":
         raise ConfigError("evaluate.compare_with", f"DeLong's test compares binary AUCs; this task is {task.type}")
     open_store(cfg.mlflow.tracking_uri)  # a run ID is looked up in the study's store
     out = {}
-    for table in predictions:
-        name = table["set"].iloc[0]
-        theirs, source = reference_predictions(str(reference), name)
-        out[name] = compare_with_reference(table, theirs, source, name)
+    for label, reference in references.items():
+        out[label] = {}
+        for table in predictions:
+            name = table["set"].iloc[0]
+            theirs, source = reference_predictions(reference, name)
+            out[label][name] = compare_with_reference(table, theirs, source, name)
     return out
 
 
@@ -133,14 +152,14 @@ def headline_metrics(metrics: dict) -> dict:
     AUC gap (internal minus external); comparisons with a reference model as they are."""
     out = {}
     for name, values in metrics.items():
-        if name == "external_gap" or name.endswith("_vs_reference"):
+        if name == "external_gap" or "_vs_" in name:
             continue
         keys = HEADLINE_BINARY if "sensitivity" in values else HEADLINE_OTHER
         out[name] = {k: v for k, v in values.items() if any(k == m or k in (f"{m}_ci_low", f"{m}_ci_high") for m in keys)}
     gap = metrics.get("external_gap") or {}
     if "external_test" in out and "auc" in gap:
         out["external_test"] |= {f"auc_gap{suffix}": gap[f"auc{suffix}"] for suffix in ("", "_ci_low", "_ci_high")}
-    return out | {name: values for name, values in metrics.items() if name.endswith("_vs_reference")}
+    return out | {name: values for name, values in metrics.items() if "_vs_" in name}
 
 
 def _evaluate(cfg: DictConfig, checkpoint_path: str | Path, out_dir: Path) -> tuple[dict, float]:
@@ -186,10 +205,12 @@ def _evaluate(cfg: DictConfig, checkpoint_path: str | Path, out_dir: Path) -> tu
         metrics["external_gap"] = flat_intervals(gap)
     report.write()
     comparisons = _compare(cfg, task, predictions)
-    for name, result in comparisons.items():
-        metrics[f"{name}_vs_reference"] = {"auc_difference": result["difference"], "p_value": round(result["p_value"], 6)}
+    for label, sets in comparisons.items():
+        for name, result in sets.items():
+            metrics[f"{name}_vs_{label}"] = {"auc_difference": result["difference"], "p_value": round(result["p_value"], 6)}
     if comparisons:
-        write_json_atomic(out_dir / "comparison.json", {"test": "DeLong, paired, two-sided", "sets": comparisons})
+        write_json_atomic(out_dir / "comparison.json", {"test": "DeLong, paired, two-sided",
+                                                        "references": {label: {"sets": sets} for label, sets in comparisons.items()}})
     for table in predictions:
         write_csv(table, out_dir / f"predictions_{table['set'].iloc[0]}.csv")
     operating_point = {"method": cfg.evaluate.operating_point if task.type == "binary" else
