@@ -64,6 +64,15 @@ class DifferentialPrivacyConfig:
 
 
 @dataclass
+class SecureAggregationConfig:
+    """train.federated.secure_aggregation: Flower's SecAgg+ (the coordinator sees only the sum of the sites' updates)."""
+
+    enabled: bool = False
+    clipping_range: float = 8.0
+    quantization_range: int = 4194304
+
+
+@dataclass
 class FederatedConfig:
     """train.federated: rounds, aggregation, privacy and the sites' processes (conf/train/federated.yaml)."""
 
@@ -76,6 +85,7 @@ class FederatedConfig:
     hide_site_data: str = "auto"
     tls: bool = True
     differential_privacy: DifferentialPrivacyConfig = field(default_factory=DifferentialPrivacyConfig)
+    secure_aggregation: SecureAggregationConfig = field(default_factory=SecureAggregationConfig)
 
 
 @dataclass

@@ -9,7 +9,7 @@ import json
 import logging
 import traceback
 
-from flwr.app import ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
+from flwr.app import ConfigRecord, Context, Error, Message, MessageType, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from crossmed.errors import CrossmedError
@@ -19,7 +19,65 @@ from crossmed.federated.site_data import load_site_data, site_summary
 from crossmed.logs import configure_logging
 
 SITE_ERROR = 4100  # the Error code of a reply whose site could not do what was asked
-app = ClientApp()
+
+
+class SiteApp(ClientApp):
+    """crossmed's ClientApp. In a run with secure aggregation, train messages take Flower's SecAgg+ path instead (its
+    mod needs the legacy client API): the site sends its masked update, the coordinator learns only the sum."""
+
+    def __call__(self, message: Message, context: Context) -> Message:
+        """Handle one message from the coordinator."""
+        if message.metadata.message_type == MessageType.TRAIN and _secure(context):
+            try:
+                return _secure_app()(message, context)
+            except Exception as err:  # noqa: BLE001
+                return _failed(message, context, err)
+        return super().__call__(message, context)
+
+
+app = SiteApp()
+
+
+def _secure(context: Context) -> bool:
+    """True when the run's study config turns secure aggregation on."""
+    secure = study_config(context.run_config).train.federated.get("secure_aggregation")
+    return bool(secure is not None and secure.enabled)
+
+
+def _secure_app():
+    """Return the legacy ClientApp that runs a site's round under SecAgg+ (secaggplus_mod around a NumPyClient)."""
+    from flwr.client import ClientApp as LegacyClientApp, NumPyClient
+    from flwr.client.mod import secaggplus_mod
+
+    class SecureSite(NumPyClient):
+        """A site's round for SecAgg+: validate the global weights, train, reply with the update (new minus global)."""
+
+        def __init__(self, context: Context):
+            self.context = context
+
+        def fit(self, parameters, config):
+            """Return ([update], training images, statistics and validation figures) of one round."""
+            import numpy as np
+
+            from crossmed.federated.site_training import RoundOrder, round_seed
+            from crossmed.federated.wire import flatten, unflatten
+
+            trainer = _trainer(self.context)
+            order = RoundOrder(int(config["server-round"]), int(config["local-epochs"]), int(config["total-epochs"]),
+                               float(config.get("proximal-mu", 0.0)))
+            incoming = unflatten(parameters[0], trainer.template())
+            validation = trainer.validate(incoming)
+            weights, stats = trainer.train_round(incoming, order)
+            update = flatten(weights) - parameters[0]
+            limit, largest = float(config["clipping-range"]), float(np.abs(update).max())
+            if largest > limit:
+                raise CrossmedError(f"an update value of {largest:.4g} lies outside train.federated.secure_aggregation."
+                                    f"clipping_range ({limit}): raise it, or lower the learning rate")
+            # SecAgg+ quantises by stochastic rounding with NumPy's global generator: seeded, a rerun sends the same.
+            np.random.seed(round_seed(int(study_config(self.context.run_config).seed), _site(self.context), order.round_number))
+            return [update], int(stats["train-images"]), {**stats, **validation}
+
+    return LegacyClientApp(client_fn=lambda context: SecureSite(context).to_client(), mods=[secaggplus_mod])
 
 
 def _trainer(context: Context):

@@ -23,7 +23,7 @@ from crossmed.data.task import Task
 from crossmed.devices import resolve_device, seed_everything
 from crossmed.errors import CrossmedError
 from crossmed.federated.messages import METRICS, SITE, SITE_KEY, UNIT_WEIGHT_KEY, WEIGHT_KEY, content_bytes
-from crossmed.federated.wire import from_record, to_record
+from crossmed.federated.wire import flatten, from_record, to_record, unflatten
 from crossmed.federated.plan import FederationPlan, PrivacyPlan
 from crossmed.federated.site_training import round_seed
 from crossmed.files import write_json_atomic
@@ -78,8 +78,8 @@ def privacy_spent(strategy: Strategy) -> dict | None:
 class Coordinator:
     """One federated training: the plan, the strategy, the work folder and what the sites told it when they joined."""
 
-    def __init__(self, cfg, work_dir: str | Path):
-        self.cfg, self.plan, self.work = cfg, FederationPlan.from_config(cfg), Path(work_dir)
+    def __init__(self, cfg, work_dir: str | Path, context=None):
+        self.cfg, self.plan, self.work, self.context = cfg, FederationPlan.from_config(cfg), Path(work_dir), context
         self.strategy = make_strategy(self.plan)
         self.nodes: dict[int, str] = {}      # Flower node ID -> site code, from the join replies
         self.sites: dict[str, dict] = {}     # site -> what it reported when joining (counts, recipe, data hash)
@@ -188,6 +188,8 @@ class Coordinator:
         the weights it was sent (a site validates them before training: one exchange per round instead of two).
         """
         started = time.perf_counter()
+        if self.plan.secure is not None:
+            return self._secure_round(grid, round_number, weights, started)
         order = ConfigRecord({"local-epochs": self.plan.local_epochs, "total-epochs": self.plan.total_epochs})
         try:
             messages = self.strategy.configure_train(round_number, to_record(weights), order, grid)
@@ -201,15 +203,7 @@ class Coordinator:
         if arrays is None:
             raise FederationError(f"round {round_number}: Flower's strategy aggregated nothing (see coordinator.log)")
         sites = {self.nodes[r.metadata.src_node_id]: dict(r.content[METRICS]) for r in replies}
-        validation = {site: {k: v for k, v in figures.items() if k.startswith("val-")} for site, figures in sites.items()}
-        record = {"round": round_number, "epoch": round_number * self.plan.local_epochs,
-                  "train_loss": _weighted(sites, "train-loss", "train-images"),
-                  "learning_rate": sites[self.plan.sites[0]]["learning-rate"],
-                  "train_images": int(sum(s["train-images"] for s in sites.values())),
-                  "bytes_sent": sent, "bytes_received": sum(content_bytes(r) for r in replies),
-                  "seconds": time.perf_counter() - started,
-                  "sites": {site: {k.replace("-", "_"): sites[site][k] for k in ("train-loss", "train-images", "seconds")}
-                            for site in self.plan.sites}}
+        record, validation = self._record(round_number, sites, sent, sum(content_bytes(r) for r in replies), started)
         spent = privacy_spent(self.strategy)
         if spent is not None:
             record.update(epsilon=spent["epsilon"], delta=spent["delta"])
@@ -218,6 +212,72 @@ class Coordinator:
         log.info("round %d/%d aggregated: train loss %.4f, %d bytes sent, %d received, %.1f s", round_number, self.plan.rounds,
                  record["train_loss"], record["bytes_sent"], record["bytes_received"], record["seconds"])
         return record, from_record(arrays, weights), validation
+
+    def _record(self, round_number: int, sites: dict[str, dict], sent: int | None, received: int | None,
+                started: float) -> tuple[dict, dict[str, dict]]:
+        """Return a round's record from each site's figures, and each site's validation of the weights it was sent."""
+        validation = {site: {k: v for k, v in figures.items() if k.startswith("val-")} for site, figures in sites.items()}
+        record = {"round": round_number, "epoch": round_number * self.plan.local_epochs,
+                  "train_loss": _weighted(sites, "train-loss", "train-images"),
+                  "learning_rate": sites[self.plan.sites[0]]["learning-rate"],
+                  "train_images": int(sum(s["train-images"] for s in sites.values())),
+                  "bytes_sent": sent, "bytes_received": received, "seconds": time.perf_counter() - started,
+                  "sites": {site: {k.replace("-", "_"): sites[site][k] for k in ("train-loss", "train-images", "seconds")}
+                            for site in self.plan.sites}}
+        return record, validation
+
+    def _secure_round(self, grid: Grid, round_number: int, weights: dict, started: float) -> tuple[dict, dict, dict[str, dict]]:
+        """Run one round under SecAgg+ (Flower's legacy workflow, the only path its protocol has): every site sends its
+        update masked, the coordinator unmasks only their weighted sum and adds it to the global weights."""
+        from flwr.common import ndarrays_to_parameters
+        from flwr.server import LegacyContext, ServerConfig
+        from flwr.server.strategy import FedAvg as LegacyFedAvg
+        from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
+
+        if self.context is None:
+            raise FederationError("secure aggregation needs the ServerApp's context")
+        flat, joined, figures = flatten(weights), dict(self.nodes), {}
+        plan, n = self.plan, len(self.plan.sites)
+        config = {"server-round": round_number, "local-epochs": plan.local_epochs, "total-epochs": plan.total_epochs,
+                  "proximal-mu": plan.proximal_mu if plan.aggregation == "fedprox" else 0.0,
+                  "clipping-range": plan.secure["clipping_range"]}
+        summed: list = []
+
+        class JoinedSitesOnly(LegacyFedAvg):
+            """FedAvg asking only the joined sites, keeping each site's figures and SecAgg+'s unmasked sum as it is."""
+
+            def configure_fit(self, server_round, parameters, client_manager):
+                return [(proxy, ins) for proxy, ins in super().configure_fit(server_round, parameters, client_manager)
+                        if proxy.node_id in joined]
+
+            def aggregate_fit(self, server_round, results, failures):
+                for proxy, fit in results:
+                    figures[joined[proxy.node_id]] = dict(fit.metrics)
+                if results:
+                    summed.append(results[0][1].parameters)  # the workflow put the unmasked weighted mean in every result
+                return (results[0][1].parameters if results else None), {}
+
+        strategy = JoinedSitesOnly(fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=n, min_available_clients=n,
+                                   initial_parameters=ndarrays_to_parameters([flat]), on_fit_config_fn=lambda _: config)
+        legacy = LegacyContext(context=self.context, config=ServerConfig(num_rounds=1), strategy=strategy)
+        largest = max(int(info["train-images"]) for info in self.sites.values())
+        DefaultWorkflow(fit_workflow=SecAggPlusWorkflow(num_shares=1.0, reconstruction_threshold=1.0, max_weight=float(largest),
+                                                        clipping_range=plan.secure["clipping_range"],
+                                                        quantization_range=plan.secure["quantization_range"],
+                                                        timeout=plan.round_timeout_s))(grid, legacy)
+        missing = [site for site in plan.sites if site not in figures]
+        if missing or not summed:
+            raise FederationError(f"round {round_number} under secure aggregation: no result from site "
+                                  f"{', '.join(missing) or ', '.join(plan.sites)} (its reason is in that site's own log)",
+                                  site=(missing or [None])[0])
+        from flwr.common import parameters_to_ndarrays
+
+        update = parameters_to_ndarrays(summed[0])[0]
+        record, validation = self._record(round_number, figures, None, None, started)
+        record["secure_aggregation"] = True
+        log.info("round %d/%d aggregated under SecAgg+: train loss %.4f, %.1f s", round_number, plan.rounds,
+                 record["train_loss"], record["seconds"])
+        return record, unflatten(flat + update, weights), validation
 
     def validate(self, grid: Grid, weights: dict) -> dict[str, dict]:
         """Ask every site to validate the final global weights; return each site's figures."""
@@ -249,7 +309,8 @@ class Coordinator:
                 "train": OmegaConf.to_container(self.cfg.train, resolve=True), "reproducibility": str(self.cfg.reproducibility.cpu),
                 "plan": {"sites": list(self.plan.sites), "rounds": self.plan.rounds, "local_epochs": self.plan.local_epochs,
                          "aggregation": self.plan.aggregation, "proximal_mu": self.plan.proximal_mu,
-                         "differential_privacy": self.plan.privacy.as_dict() if self.plan.privacy else None}}
+                         "differential_privacy": self.plan.privacy.as_dict() if self.plan.privacy else None,
+                         "secure_aggregation": self.plan.secure}}
 
     def _saved_state(self, state_id: str) -> dict | None:
         """Return the state saved after the last completed round when it belongs to this plan and these sites' data, else None."""

@@ -54,6 +54,7 @@ class FederationPlan:
     hide_site_data: str = "auto"
     tls: bool = True
     privacy: PrivacyPlan | None = None
+    secure: dict | None = None  # SecAgg+ settings (clipping_range, quantization_range) when on
 
     @property
     def total_epochs(self) -> int:
@@ -75,9 +76,19 @@ class FederationPlan:
         hide = str(fed.get("hide_site_data", "auto")).lower()
         if hide not in HIDE_CHOICES:
             raise ConfigError("train.federated.hide_site_data", f"'{hide}' (known: {', '.join(HIDE_CHOICES)})")
+        privacy = PrivacyPlan.from_config(fed.get("differential_privacy"))
+        secure = fed.get("secure_aggregation")
+        if secure is not None and secure.enabled:
+            if privacy is not None:
+                raise ConfigError("train.federated.secure_aggregation", "not yet together with differential_privacy "
+                                  "(that needs the sites to clip and the noise added to the masked sum)")
+            if not secure.clipping_range > 0 or not secure.quantization_range > 1:
+                raise ConfigError("train.federated.secure_aggregation", "clipping_range and quantization_range must be positive")
+            secure = {"clipping_range": float(secure.clipping_range), "quantization_range": int(secure.quantization_range)}
+        else:
+            secure = None
         return cls(training_sites(cfg), int(fed.rounds), int(fed.local_epochs), str(fed.aggregation),
-                   float(fed.proximal_mu), int(fed.round_timeout_s), hide, bool(fed.get("tls", True)),
-                   PrivacyPlan.from_config(fed.get("differential_privacy")))
+                   float(fed.proximal_mu), int(fed.round_timeout_s), hide, bool(fed.get("tls", True)), privacy, secure)
 
 
 def training_sites(cfg) -> tuple[str, ...]:

@@ -26,7 +26,7 @@ def main(grid: Grid, context: Context) -> None:
     try:
         cfg = study_config(context.run_config)
         in_effect(cfg)  # the portable CPU settings, when the environment asks for them (the initial network is built here)
-        Coordinator(cfg, work).run(grid)
+        Coordinator(cfg, work, context).run(grid)
     except Exception:
         logging.getLogger("crossmed.coordinator").exception("the coordinator stopped")
         raise

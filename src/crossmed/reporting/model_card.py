@@ -30,6 +30,8 @@ def _trained_at(training: dict) -> str:
     privacy = (f", with site-level differential privacy: epsilon {dp['epsilon']:.2f} at delta {dp['delta']:g} over "
                f"{dp['releases']} released rounds (noise multiplier {dp['noise_multiplier']}, clipping norm {dp['clipping_norm']})"
                if dp else "")
+    if federated.get("secure_aggregation"):
+        privacy += f", by secure aggregation ({federated['secure_aggregation']}: the coordinator saw only the sum of the updates)"
     return (f"round {federated['best_round']} of {federated['rounds']} (epoch {training['epoch']}) of federated training "
             f"({federated['aggregation']}) across sites {', '.join(federated['sites'])}, whose images never left them{privacy}")
 

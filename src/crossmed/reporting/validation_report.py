@@ -74,9 +74,13 @@ def _model_section(cfg: DictConfig, history: pd.DataFrame, operating: dict, eval
 
 
 def _privacy_sentence(fed, history: pd.DataFrame) -> str:
-    """Return the sentence stating the differential privacy of a federated training and the epsilon it spent, or ''."""
+    """Return the sentences stating secure aggregation and the differential privacy of a federated training (with the
+    epsilon it spent), or ''."""
+    secure = fed.get("secure_aggregation")
+    masked = (" **Secure aggregation** (Flower's SecAgg+): each site's update was masked, and the coordinator learnt only "
+              "their weighted sum in every round." if secure is not None and secure.enabled else "")
     if "epsilon" not in history.columns or history["epsilon"].isna().all():
-        return ""
+        return masked
     dp = fed.differential_privacy
     return (f" **Differential privacy at the level of sites**: each site's update was clipped to L2 norm {dp.clipping_norm} and "
             f"Gaussian noise (noise multiplier {dp.noise_multiplier}) added to every aggregate; after {len(history)} released "

@@ -87,6 +87,8 @@ def run(cfg: DictConfig) -> dict:
         best = next(r for r in result["history"] if r["round"] == result["best_round"])
         federated = {"sites": list(plan.sites), "rounds": plan.rounds, "local_epochs": plan.local_epochs,
                      "aggregation": plan.aggregation, "best_round": best["round"]}
+        if plan.secure is not None:
+            federated["secure_aggregation"] = "SecAgg+"
         if plan.privacy is not None:  # what every released aggregate cost, not only the best round's
             last = result["history"][-1]
             federated["differential_privacy"] = {**plan.privacy.as_dict(), "epsilon": round(last["epsilon"], 4),
@@ -221,9 +223,10 @@ def _log_rounds(history: list[dict], runs: dict, plan: FederationPlan) -> None:
             for name in SITE_FIGURES:
                 if figures.get(name) is not None:
                     client.log_metric(runs["sites"][site], f"site/{name}", float(figures[name]), step=step)
-        log.info("round %d/%d: global val AUC %.4f, val loss %.4f, train loss %.4f, %.1f MB sent, %.1f MB received, %.0f s",
-                 step, plan.rounds, record["val_auc"], record["val_loss"], record["train_loss"], record["bytes_sent"] / 1e6,
-                 record["bytes_received"] / 1e6, record["seconds"])
+        traffic = ("sums masked by SecAgg+" if record.get("secure_aggregation") else
+                   f"{record['bytes_sent'] / 1e6:.1f} MB sent, {record['bytes_received'] / 1e6:.1f} MB received")
+        log.info("round %d/%d: global val AUC %.4f, val loss %.4f, train loss %.4f, %s, %.0f s", step, plan.rounds,
+                 record["val_auc"], record["val_loss"], record["train_loss"], traffic, record["seconds"])
         runs["logged_rounds"] += 1
         write_json_atomic(runs["file"], {k: v for k, v in runs.items() if k != "file"})
 
