@@ -101,7 +101,7 @@ def comparison(root: Path, epochs: int, local_epochs: int, keep: str | None = No
     card = json.loads((root / "data" / "processed" / "data_card.json").read_text())
     result = {"study": "experiment=three_site (KR, KS train; EE external)", "total_epochs": epochs,
               "federated": f"{epochs // local_epochs} rounds x {local_epochs} local epochs, FedAvg",
-              "test_sets": {name: {"images": part["images"], "patients": part["patients"]}
+              "test_sets": {name: {"images": part["all"]["images"], "patients": part["all"]["patients"]}
                             for name, part in card["splits"].items() if name in ("test", "external_test")},
               "metrics": {run: _metrics(root / run) for run in runs},
               "delong_federated_vs": _delong(root / "federated"),
