@@ -53,7 +53,7 @@ def study_repo(tmp_path_factory):
 @pytest.mark.slow
 def test_dvc_repro_runs_every_stage(study_repo):
     repo, output, _ = study_repo
-    for stage in ("synthesize", "deidentify", "preprocess", "train", "evaluate", "export", "report"):
+    for stage in ("synthesize", "deidentify", "preprocess", "train", "evaluate", "export", "validate_sites", "report"):
         assert f"Running stage '{stage}'" in output
     assert (repo / "experiments" / "reports" / "validation_report.html").stat().st_size > 10_000
     metrics = json.loads((repo / "experiments" / "metrics.json").read_text())
@@ -303,8 +303,8 @@ def test_dvc_exp_run_trains_by_federation_and_the_later_stages_take_its_model(st
     repo, _, _ = study_repo
     output = _sh(["dvc", "exp", "run", "-n", "federated", "-S", "experiment=smoke", "-S", "train=federated",
                   "-S", "study.external_sites=[]", "-S", "train.federated.rounds=1", "-S", "train.federated.local_epochs=2",
-                  "report"], repo)  # not export: it reads a federated checkpoint as any (its model card: test_federated)
-    for stage in ("preprocess", "train", "evaluate", "report"):
+                  "report"], repo)  # the report needs the site reports, which validate the exported federated model
+    for stage in ("preprocess", "train", "evaluate", "export", "validate_sites", "report"):
         assert f"Running stage '{stage}'" in output
     assert "2 site process(es) (KR, EE)" in output
     if can_hide_folders():
@@ -328,3 +328,4 @@ def test_dvc_exp_run_trains_by_federation_and_the_later_stages_take_its_model(st
     assert all(s.info.status == "FINISHED" and "site/train_loss" in s.data.metrics for s in sites)
     report = (repo / "experiments" / "reports" / "validation_report.md").read_text()
     assert "federated learning (fedavg) across sites KR, EE" in report and "global model of round 1 (epoch 2" in report
+    assert "| KR | internal test |" in report and "| EE | internal test |" in report, "each site validated the export"

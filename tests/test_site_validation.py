@@ -94,6 +94,10 @@ def test_the_validate_command_writes_the_report_and_names_what_is_wrong(trained_
                          "--out", str(tmp_path / "KR"), "--resamples", "50", "--min-patients", "2"], capture_output=True, text=True, env=env, timeout=300)
     assert ok.returncode == 0, ok.stderr
     assert list(json.loads(ok.stdout)["sets"]) == ["internal_test"]
+    with pytest.raises(TooFewPatients, match="site KR: nothing to report"):  # every set too small: nothing written
+        validate_site(_export(trained_study), trained_study.paths.processed, "KR", tmp_path / "small",
+                      SiteValidation(_settings(trained_study), min_patients=50))
+    assert not (tmp_path / "small").exists()
     with pytest.raises(InputError, match="must lie outside"):  # --out naming the data folder would replace it
         validate_site(_export(trained_study), trained_study.paths.processed, "KR", trained_study.paths.processed,
                       SiteValidation(_settings(trained_study), min_patients=2))

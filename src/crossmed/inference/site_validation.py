@@ -17,7 +17,7 @@ from crossmed.data.processed import LABELS_FILE, MANIFEST_FILE, ProcessedData
 from crossmed.data.task import Task
 from crossmed.errors import InputError
 from crossmed.evaluation.bootstrap import BootstrapSettings
-from crossmed.evaluation.site_report import site_set_report
+from crossmed.evaluation.site_report import TooFewPatients, site_set_report
 from crossmed.evaluation.site_report_file import REPORT_FILE, REPORT_FORMAT, SUMMARY_FILE
 from crossmed.files import atomic_directory, write_json_atomic, write_text_atomic
 from crossmed.inference.exported import ExportedModel
@@ -103,14 +103,20 @@ def validate_site(model_path: str | Path, data_folder: str | Path, site: str, ou
     task = Task.from_dict(model.description["task"])
     threshold = float(model.description["operating_point"].get("threshold", 0.5))
     subgroups = list(data.card.get("subgroups", []))
-    sets = {}
+    sets, withheld = {}, {}
     for name, rows in _site_rows(data, folder, site, how.all_rows).items():
         index = rows["index"].to_numpy(dtype=np.int64)
         log.info("site %s, %s: predicting %d images of %d patients with %s", site, name, len(index),
                  rows["patient_id"].nunique(), model.artifact(how.runtime))
         probabilities = _probabilities(model, data.images, index)
-        sets[name] = site_set_report(task, rows, data.labels[index], probabilities, threshold, how.settings, subgroups, name,
-                                     how.min_patients)
+        try:
+            sets[name] = site_set_report(task, rows, data.labels[index], probabilities, threshold, how.settings, subgroups,
+                                         name, how.min_patients)
+        except TooFewPatients as err:
+            log.warning("site %s: %s", site, err)
+            withheld[name] = str(err)
+    if not sets:
+        raise TooFewPatients(f"site {site}: nothing to report: " + "; ".join(withheld.values()))
     training = model.description.get("training", {})
     report = {"format": REPORT_FORMAT, "site": site, "crossmed_version": __version__,
               "model": {"name": model.description.get("name"), "checkpoint_sha256": training.get("checkpoint_sha256"),
@@ -120,7 +126,7 @@ def validate_site(model_path: str | Path, data_folder: str | Path, site: str, ou
               "data": {"sha256": _data_digest(folder), "recipe": data.card.get("recipe")},
               "bootstrap": {"unit": "patient", "resamples": how.settings.resamples, "seed": how.settings.seed,
                             "confidence": how.settings.confidence, "min_per_class": how.settings.min_per_class},
-              "suppressed_below_patients": how.min_patients, "sets": sets}
+              "suppressed_below_patients": how.min_patients, "sets": sets, "withheld": withheld}
     with atomic_directory(out_dir) as work:
         write_json_atomic(work / REPORT_FILE, report)
         write_text_atomic(work / SUMMARY_FILE, site_summary_markdown(report))

@@ -13,7 +13,7 @@ from pathlib import Path
 from scipy.stats import chi2, norm
 
 from crossmed.errors import InputError
-from crossmed.evaluation.site_report_file import REPORT_FILE, read_site_report
+from crossmed.evaluation.site_report_file import REPORT_FILE, SET_NAMES, read_site_report
 from crossmed.reporting.documents import markdown_table
 from crossmed.reporting.sections import UNRELIABLE_NOTE, metric_name, with_ci
 
@@ -82,6 +82,10 @@ def multi_site_section(reports: list[tuple[Path, dict]], checkpoint_sha256: str 
             if "auc" in metrics:
                 aucs.append((report["site"], metrics["auc"], report["bootstrap"]["confidence"]))
     lines += markdown_table(["site", "set", "images / patients", *[metric_name(m) for m in HEADLINE]], rows)
+    withheld = [f"{report['site']} {name.replace('_', ' ')}" for _, report in current
+                for name in (report.get("withheld") or {}) if name in SET_NAMES]
+    if withheld:
+        lines += [f"Withheld by the sites (too few patients to report without describing single ones): {', '.join(withheld)}.", ""]
     lines += _spread_lines(aucs)
     if stale:
         lines += ["Not included: site reports of another model or threshold than the one reported here (ask the site to "

@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 from crossmed.evaluation.bootstrap import BootstrapSettings
 from crossmed.files import atomic_directory
+from crossmed.evaluation.site_report import TooFewPatients
 from crossmed.inference.site_validation import SiteValidation, validate_site
 from crossmed.tracking import metric_names, resume_run
 
@@ -30,7 +31,10 @@ def run(cfg: DictConfig) -> dict[str, dict]:
         (work / ".keep").touch()  # the folder exists (and DVC tracks it) when no site is validated here
         for number, site in enumerate(settings.sites, 1):
             log.info("site %d of %d: %s", number, len(settings.sites), site)
-            reports[site] = validate_site(cfg.paths.export, cfg.paths.processed, site, work / site, how)
+            try:
+                reports[site] = validate_site(cfg.paths.export, cfg.paths.processed, site, work / site, how)
+            except TooFewPatients as err:  # a site too small to report on without describing single patients
+                log.warning("no report for site %s: %s", site, err)
     with resume_run(cfg.paths.training_run, cfg.paths.checkpoint, cfg.mlflow.tracking_uri):
         for site, report in reports.items():
             for name, part in report["sets"].items():
