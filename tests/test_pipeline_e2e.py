@@ -12,6 +12,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -328,4 +329,9 @@ def test_dvc_exp_run_trains_by_federation_and_the_later_stages_take_its_model(st
     assert all(s.info.status == "FINISHED" and "site/train_loss" in s.data.metrics for s in sites)
     report = (repo / "experiments" / "reports" / "validation_report.md").read_text()
     assert "federated learning (fedavg) across sites KR, EE" in report and "global model of round 1 (epoch 2" in report
-    assert "| KR | internal test |" in report and "| EE | internal test |" in report, "each site validated the export"
+    manifest = pd.read_csv(repo / "data" / "processed" / "manifest.csv", dtype=str)
+    for site in ("KR", "EE"):  # each site validated the export, unless its test set is too small to report (smoke data)
+        test = manifest[(manifest["site"] == site) & (manifest["split"] == "test")]
+        per_class = test.groupby("label")["patient_id"].nunique()
+        reportable = len(per_class) == 2 and per_class.min() >= 2  # experiment=smoke: min_patients 2
+        assert (f"| {site} | internal test |" in report) == reportable, (site, per_class.to_dict())
