@@ -254,6 +254,7 @@ def _stage_config(study, root: Path, rounds: int = 2, secure: bool = False) -> P
     cfg = study.copy()
     cfg.train.federated.rounds = rounds
     cfg.train.federated.secure_aggregation.enabled = secure
+    cfg.train.federated.tls = False  # TLS and site keys have their own test; these runs are about rounds
     cfg.paths.checkpoint, cfg.paths.history = str(root / "checkpoint.pt"), str(root / "history.csv")
     cfg.paths.training_run, cfg.paths.federation = str(root / "run.json"), str(root / "federation")
     root.mkdir(parents=True)

@@ -304,6 +304,7 @@ def test_dvc_exp_run_trains_by_federation_and_the_later_stages_take_its_model(st
     repo, _, _ = study_repo
     output = _sh(["dvc", "exp", "run", "-n", "federated", "-S", "experiment=smoke", "-S", "train=federated",
                   "-S", "study.external_sites=[]", "-S", "train.federated.rounds=1", "-S", "train.federated.local_epochs=2",
+                  "-S", "export.formats=[torchscript]",
                   "report"], repo)  # the report needs the site reports, which validate the exported federated model
     for stage in ("preprocess", "train", "evaluate", "export", "validate_sites", "report"):
         assert f"Running stage '{stage}'" in output
