@@ -23,7 +23,7 @@ from crossmed.tracking import (EPOCH, TRAINING, log_dataset, log_trained_model, 
                                run_name, save_run_reference, start_study_run, tag_file)
 from crossmed.model.checkpoint import save_checkpoint
 from crossmed.training import distributed
-from crossmed.training.distributed import Ranks, check_strategy, current_ranks
+from crossmed.training.distributed import Ranks, check_strategy, current_ranks, started_by_torchrun
 from crossmed.training.loaders import make_loader
 from crossmed.training.loop import TrainSettings, fit
 from crossmed.training.objectives import balanced_weights
@@ -44,7 +44,7 @@ def run(cfg: DictConfig) -> dict:
         return federated_train.run(cfg)
     ranks = current_ranks()
     device = resolve_device(str(cfg.train.device))
-    if ranks.distributed:
+    if started_by_torchrun():  # also a group of one: train.strategy=ddp asked for DDP, on one GPU as on eight
         device = distributed.start(ranks, device, str(cfg.train.ddp.backend))
     try:
         return _train(cfg, ranks, device, Path(cfg.paths.checkpoint), Path(cfg.paths.history), Path(cfg.paths.training_run))

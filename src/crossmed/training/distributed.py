@@ -113,8 +113,11 @@ def stop() -> None:
 
 
 def wrap(net: torch.nn.Module, device: torch.device, sync_batchnorm: bool) -> torch.nn.Module:
-    """Return `net` in DistributedDataParallel (with SyncBatchNorm on CUDA when asked); unchanged outside a process group."""
-    if not (dist.is_initialized() and dist.get_world_size() > 1):
+    """Return `net` in DistributedDataParallel (with SyncBatchNorm on CUDA when asked); unchanged outside a process group.
+
+    A process group of one (torchrun --nproc_per_node=1) is wrapped too: the same code path as many GPUs, with nothing to average.
+    """
+    if not dist.is_initialized():
         return net
     if sync_batchnorm and device.type == "cuda":
         net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
@@ -130,9 +133,14 @@ def sum_over_ranks(*values: float) -> list[float]:
     """Return each value summed over all ranks (the values themselves outside a process group)."""
     if not dist.is_initialized():
         return list(values)
-    total = torch.tensor(values, dtype=torch.float64)
+    total = torch.tensor(values, dtype=torch.float64, device=_collective_device())
     dist.all_reduce(total)
     return total.tolist()
+
+
+def _collective_device() -> torch.device:
+    """Return where a tensor for a collective must live: NCCL reduces only CUDA tensors (this rank's GPU), gloo CPU ones."""
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
 
 
 def gather_objects(value) -> list:

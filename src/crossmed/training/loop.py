@@ -114,8 +114,8 @@ class TrainingState:
             for _ in range(epochs * (len(self.loader) if self.per_batch else 1)):
                 self.scheduler.step()
 
-    def _step(self, batch) -> tuple[int, float]:
-        """Train on one batch; return its size and summed loss."""
+    def _step(self, batch) -> tuple[int, torch.Tensor]:
+        """Train on one batch; return its size and summed loss (a float64 tensor on the device: reading it would wait for the GPU)."""
         images = batch["image"].to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         labels = targets(batch["label"].to(self.device, non_blocking=True), self.task)
         self.optimizer.zero_grad(set_to_none=True)
@@ -138,14 +138,15 @@ class TrainingState:
             self.optimizer.step()
         if self.per_batch:
             self.scheduler.step()
-        return len(labels), float(loss.detach()) * len(labels)
+        return len(labels), loss.detach().double() * len(labels)  # the same float64 product float(loss) * n gave
 
     def train_epoch(self, epoch: int) -> tuple[int, float, float, float]:
         """Train one epoch; return (images over all ranks, their summed loss, seconds, learning rate at its start)."""
         if hasattr(self.loader.batch_sampler, "set_epoch"):
             self.loader.batch_sampler.set_epoch(epoch)
         self.model.train()
-        started, seen, loss_sum = time.perf_counter(), 0, 0.0
+        started, seen = time.perf_counter(), 0
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)  # summed on the device: no wait for the GPU per step
         learning_rate = self.optimizer.param_groups[0]["lr"]
         steps = len(self.loader)
         for step, batch in enumerate(self.loader, 1):
@@ -155,11 +156,12 @@ class TrainingState:
             if step % self.settings.log_every_steps == 0 or step == steps:
                 rate = seen * self.ranks.world_size / (time.perf_counter() - started)
                 log.info("epoch %d/%d step %d/%d loss %.4f %.0f img/s", epoch, self.settings.max_epochs, step, steps,
-                         loss_sum / seen, rate)
+                         float(loss_sum) / seen, rate)
         if not self.per_batch:
             self.scheduler.step()
+        loss_total = float(loss_sum)  # waits for the epoch's last step, so `seconds` counts all of it
         seconds = time.perf_counter() - started
-        seen, loss_sum = distributed.sum_over_ranks(seen, loss_sum)
+        seen, loss_sum = distributed.sum_over_ranks(seen, loss_total)
         return seen, loss_sum, seconds, learning_rate
 
     def validate(self, val_images, val_labels):
