@@ -3,14 +3,19 @@
 Runs crossmed's own training loop (training.loop.fit with the stage's loader: pinned memory, loader worker
 processes, channels_last, cuDNN autotuning, deterministic mode off) on random in-memory images, and samples
 GPU utilisation with nvidia-smi while it trains. Throughput is the median over epochs after the first.
+Each network also runs with its input already on the GPU ("input": "resident": one batch, no loader), the ceiling
+the training step itself allows, so a gap between the two is the input pipeline's; and (--ddp) inside a one-process
+NCCL group, wrapped in DistributedDataParallel as train.strategy=ddp does (one GPU: the cost of the DDP path itself);
+and (--compile) with AMP under torch.compile as train.compile=true does (the first epoch holds the compilation).
 Without CUDA it prints {"skipped": ...} and exits 0.
-Run: `.venv/bin/python benchmarks/gpu_throughput.py [--images 4096] [--batch 128] [--epochs 3]`.
+Run: `.venv/bin/python benchmarks/gpu_throughput.py [--images 4096] [--batch 128] [--epochs 3] [--ddp] [--compile] [--only-extra]`.
 """
 
 import argparse
 import json
 import statistics
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -39,9 +44,33 @@ class UtilisationSampler(threading.Thread):
                 return
 
 
+class ResidentBatches:
+    """`steps` times the same batch, already on the device: a loader that costs nothing."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, batch: int, device: torch.device):
+        self.batch = {"image": torch.as_tensor(images[:batch], device=device), "label": torch.as_tensor(labels[:batch], device=device)}
+        self.steps, self.batch_sampler = -(-len(labels) // batch), None
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self):
+        return iter([self.batch] * self.steps)
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on now."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def measure(model: str, amp: bool, images: np.ndarray, labels: np.ndarray, batch: int, epochs: int, workers: int,
-            device: torch.device) -> dict:
+            device: torch.device, resident: bool = False, ddp: bool = False, compiled: bool = False) -> dict:
     """Train `model` (a conf/model name) for `epochs` and return its throughput, utilisation and peak GPU memory."""
+    import torch.distributed as dist
     from crossmed.data.task import Task
     from crossmed.devices import seed_everything
     from crossmed.model.networks import build_network, fit_to_task
@@ -53,21 +82,31 @@ def measure(model: str, amp: bool, images: np.ndarray, labels: np.ndarray, batch
     task = Task("binary", ("negative", "positive"), images.shape[1], 2)
     net_cfg = yaml.safe_load((REPO / "conf" / "model" / f"{model}.yaml").read_text())["net"]
     net = build_network(fit_to_task(net_cfg, task.channels, task.outputs, 2, images.shape[2:]))
-    loader = make_loader(images, labels, batch, train=True, augment=[], seed=0, num_workers=workers, pin_memory=cuda)
+    if resident:
+        loader = ResidentBatches(images, labels, batch, device)
+    else:
+        loader = make_loader(images, labels, batch, train=True, augment=[], seed=0, num_workers=workers, pin_memory=cuda)
+    if ddp:  # one process: DistributedDataParallel's hooks and bucketed all-reduce over NCCL, nothing to average
+        dist.init_process_group("nccl" if cuda else "gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
     settings = TrainSettings(max_epochs=epochs, learning_rate=1e-3, weight_decay=1e-4, amp=amp, channels_last=True,
-                             log_every_steps=10**9)
+                             log_every_steps=10**9, compile=compiled, compile_backend="inductor")
     results = []
     sampler = UtilisationSampler(torch.cuda.current_device() if cuda else 0)
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
         sampler.start()
-    fit(net, loader, images[:256], labels[:256], task, settings, device, lambda result, *_: results.append(result))
+    try:
+        fit(net, loader, images[:256], labels[:256], task, settings, device, lambda result, *_: results.append(result))
+    finally:
+        if ddp:
+            dist.destroy_process_group()
     if cuda:
         sampler.done.set()
         sampler.join()
     rates = [r.images_per_second for r in results]
     busy = [u for u, _ in sampler.samples]
-    return {"model": model, "amp": amp, "images_per_second": round(statistics.median(rates[1:] or rates), 1),
+    return {"model": model, "amp": amp, "input": "resident" if resident else f"loader, {workers} workers",
+            "ddp": ddp, "compiled": compiled, "images_per_second": round(statistics.median(rates[1:] or rates), 1),
             "per_epoch": [round(r, 1) for r in rates], "gpu_utilisation_percent_mean": round(statistics.mean(busy), 1) if busy else None,
             "peak_allocated_mib": round(torch.cuda.max_memory_allocated(device) / 2**20) if cuda else None}
 
@@ -82,6 +121,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--models", nargs="+", default=["resnet18", "densenet121"])
     parser.add_argument("--device", default="cuda", help="cpu only checks the script itself (tiny sizes)")
+    parser.add_argument("--ddp", action="store_true", help="also run each network with AMP inside a one-process DDP group")
+    parser.add_argument("--compile", action="store_true", help="also run each network with AMP under torch.compile (inductor)")
+    parser.add_argument("--only-extra", action="store_true", help="run only the --ddp / --compile runs")
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -91,8 +133,14 @@ def main() -> None:
     images = rng.standard_normal((args.images, 3, args.size, args.size), dtype=np.float32)
     labels = rng.integers(0, 2, (args.images, 1)).astype(np.int64)
     started = time.perf_counter()
-    runs = [measure(model, amp, images, labels, args.batch, args.epochs, args.workers, device)
-            for model in args.models for amp in (False, True)]
+    plan = [] if args.only_extra else [(model, amp, resident, False, False) for model in args.models for amp in (False, True)
+                                       for resident in (False, True)]
+    plan += [(model, True, False, True, False) for model in args.models if args.ddp]
+    plan += [(model, True, resident, False, True) for model in args.models for resident in (False, True) if args.compile]
+    runs = []
+    for model, amp, resident, ddp, compiled in plan:
+        runs.append(measure(model, amp, images, labels, args.batch, args.epochs, args.workers, device, resident, ddp, compiled))
+        print(json.dumps(runs[-1]), file=sys.stderr, flush=True)  # progress, and what a run cut short had measured
     cuda = device.type == "cuda"
     print(json.dumps({"benchmark": "gpu_throughput", "gpu": torch.cuda.get_device_name() if cuda else None,
                       "torch": torch.__version__, "bf16": torch.cuda.is_bf16_supported() if cuda else None, "image_size": args.size, "batch_size": args.batch,
