@@ -52,6 +52,9 @@ case "$task" in
     [ -d .git ] || { echo "dvc repro needs a git checkout of crossmed" >&2; exit 1; }
     exec dvc repro "$@" ;;
   test)
-    exec python -m pytest "$@" ;;
+    # Two workers (pytest-xdist), one test file each at a time: much of the suite is single-threaded (portable CPU
+    # arithmetic, DVC and Flower processes waiting on each other), so two files at once use both cores.
+    # CROSSMED_TEST_WORKERS=0 runs in one process.
+    exec python -m pytest -n "${CROSSMED_TEST_WORKERS:-2}" --dist loadfile "$@" ;;
   *) usage ;;
 esac
