@@ -128,6 +128,26 @@ def test_random_effects_pools_two_sites_by_dersimonian_laird():
     assert random_effects([0.8, 0.8], [0.05, 0.05])["tau2"] == 0 and random_effects([0.8], [0.05]) is None
 
 
+def test_auc_pools_on_the_logit_scale_inside_0_and_1_and_each_site_counts_once():
+    from crossmed.reporting.multi_site import _per_site, pooled_auc
+
+    near_one = {"value": 0.97, "ci_low": 0.93, "ci_high": 0.995, "reliable": True}
+    pooled, left_out = pooled_auc([("KR", near_one), ("KS", dict(near_one)),
+                                   ("EE", {"value": 0.99, "ci_low": 0.96, "ci_high": 1.0, "reliable": True}),
+                                   ("ET", {**near_one, "reliable": False})])
+    assert left_out == ["EE (interval reaches 1)", "ET (interval unreliable)"] and pooled["sites"] == 2
+    # Two equal sites: the pooled AUC is theirs, no heterogeneity, an interval 1/sqrt(2) of each site's on the logit
+    # scale, and skewed as an AUC near 1 is (on the AUC scale an interval 0.97 +- 0.046 would pass 1).
+    assert pooled["pooled"] == pytest.approx(0.97) and pooled["tau2"] == 0 and pooled["q"] == pytest.approx(0)
+    logit = lambda p: np.log(p / (1 - p))  # noqa: E731
+    assert logit(pooled["ci_high"]) - logit(pooled["ci_low"]) == pytest.approx((logit(0.995) - logit(0.93)) / np.sqrt(2))
+    assert pooled["ci_low"] < 0.97 < pooled["ci_high"] < 0.995 and pooled["ci_high"] - 0.97 < 0.97 - pooled["ci_low"]
+    # A site reporting two sets enters the spread once, with its set of more patients.
+    small, large = {"value": 0.7}, {"value": 0.9}
+    assert _per_site([("KR", "internal_test", 12, small), ("KR", "external_test", 40, large), ("EE", "external_test", 9, small)]) == \
+        [("EE", small), ("KR", large)]
+
+
 def test_the_report_assembles_site_reports_and_keeps_out_those_of_another_model(trained_study, tmp_path):
     from crossmed.stages import report, validate_sites
 
@@ -145,7 +165,8 @@ def test_the_report_assembles_site_reports_and_keeps_out_those_of_another_model(
     assert "Between-site spread of ROC AUC" in section
     # The smoke study's sites have fewer than min_per_class cases of a class: their intervals are marked unreliable,
     # and a pooled estimate built on them is withheld rather than printed.
-    assert "†" in section and "No random-effects summary: fewer than two sites have a reliable interval." in section
+    assert "†" in section and ("No random-effects summary: fewer than two sites have a reliable interval inside (0, 1) "
+                               "(left out: EE (interval unreliable), KR (interval unreliable)).") in section
 
     stale = read_site_report(received / "site_report.json")
     stale["model"]["checkpoint_sha256"] = "0" * 64

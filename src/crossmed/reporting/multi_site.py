@@ -1,10 +1,13 @@
 """The multi-site validation: site reports (validated here or received from sites) as one table per site and the
 spread between sites, for the validation report.
 
-The spread is the range of each headline metric across sites and, for ROC AUC, a DerSimonian-Laird random-effects
-pooled estimate with Cochran's Q, I^2 and tau^2 (each site's standard error read off its bootstrap interval). A
-site report that validated another model (its checkpoint SHA-256 differs from the one reported on) is listed but
-kept out of the table and the spread.
+The spread is the range of ROC AUC across sites and a DerSimonian-Laird random-effects pooled AUC with Cochran's Q,
+I^2 and tau^2. Pooling is on the logit scale (each site's standard error read off the logits of its bootstrap
+interval, the pooled value and interval transformed back), so the pooled interval stays inside (0, 1) and a site
+near 1 does not get a symmetric interval it cannot have; a site whose interval reaches 0 or 1, or is unreliable, is
+left out of the pooling and named. Each site counts once: a site that reports several sets enters with its largest
+(by patients). A site report that validated another model (its checkpoint SHA-256 differs from the one reported on)
+is listed but kept out of the table and the spread.
 """
 
 import math
@@ -49,16 +52,47 @@ def random_effects(estimates: list[float], standard_errors: list[float], confide
     pooled = sum(wi * e for wi, (e, _) in zip(w_star, pairs)) / sum(w_star)
     se = math.sqrt(1 / sum(w_star))
     z = norm.ppf(0.5 + confidence / 2)
-    return {"pooled": round(pooled, 4), "ci_low": round(pooled - z * se, 4), "ci_high": round(pooled + z * se, 4),
-            "q": round(q, 4), "q_p_value": round(float(chi2.sf(q, df)), 4), "i2": round(max(0.0, (q - df) / q) if q > 0 else 0.0, 4),
-            "tau2": round(tau2, 6), "sites": len(pairs)}
+    return {"pooled": pooled, "ci_low": pooled - z * se, "ci_high": pooled + z * se, "q": q, "q_p_value": float(chi2.sf(q, df)),
+            "i2": max(0.0, (q - df) / q) if q > 0 else 0.0, "tau2": tau2, "sites": len(pairs)}
 
 
-def _standard_error(result: dict, confidence: float) -> float | None:
-    """Return the standard error a bootstrap interval implies (its width over 2 z), or None when it is unreliable."""
-    if result.get("value") is None or not result.get("reliable"):
-        return None
-    return (result["ci_high"] - result["ci_low"]) / (2 * norm.ppf(0.5 + confidence / 2))
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+def _expit(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
+def pooled_auc(results: list[tuple[str, dict]], confidence: float = 0.95) -> tuple[dict | None, list[str]]:
+    """Pool (site, AUC result) pairs by random effects on the logit scale; return the summary (pooled AUC and interval
+    back on the AUC scale; tau^2 on the logit scale), or None under two poolable sites, and the sites left out with why."""
+    z = norm.ppf(0.5 + confidence / 2)
+    logits, errors, left_out = [], [], []
+    for site, result in results:
+        value, low, high = result.get("value"), result.get("ci_low"), result.get("ci_high")
+        if value is None or not result.get("reliable"):
+            left_out.append(f"{site} (interval unreliable)")
+        elif not 0 < low <= value <= high < 1:
+            left_out.append(f"{site} (interval reaches {0 if low <= 0 else 1})")
+        elif high == low:
+            left_out.append(f"{site} (interval of zero width)")
+        else:
+            logits.append(_logit(value))
+            errors.append((_logit(high) - _logit(low)) / (2 * z))
+    summary = random_effects(logits, errors, confidence)
+    if summary is not None:
+        summary.update(pooled=_expit(summary["pooled"]), ci_low=_expit(summary["ci_low"]), ci_high=_expit(summary["ci_high"]))
+    return summary, left_out
+
+
+def _per_site(results: list[tuple[str, str, int, dict]]) -> list[tuple[str, dict]]:
+    """Return one (site, AUC result) per site from (site, set, patients, result): the site's set with the most patients."""
+    chosen: dict[str, tuple[int, dict]] = {}
+    for site, _, patients, result in results:
+        if site not in chosen or patients > chosen[site][0]:
+            chosen[site] = (patients, result)
+    return [(site, chosen[site][1]) for site in sorted(chosen)]
 
 
 def multi_site_section(reports: list[tuple[Path, dict]], checkpoint_sha256: str | None, threshold: float | None = None) -> list[str]:
@@ -80,13 +114,13 @@ def multi_site_section(reports: list[tuple[Path, dict]], checkpoint_sha256: str 
             rows.append([report["site"], name.replace("_", " "), f"{part['images']} / {part['patients']}",
                          *[with_ci(metrics[m]) if m in metrics else "" for m in HEADLINE]])
             if "auc" in metrics:
-                aucs.append((report["site"], metrics["auc"], report["bootstrap"]["confidence"]))
+                aucs.append((report["site"], name, int(part["patients"]), metrics["auc"]))
     lines += markdown_table(["site", "set", "images / patients", *[metric_name(m) for m in HEADLINE]], rows)
     withheld = [f"{report['site']} {name.replace('_', ' ')}" for _, report in current
                 for name in (report.get("withheld") or {}) if name in SET_NAMES]
     if withheld:
         lines += [f"Withheld by the sites (too few patients to report without describing single ones): {', '.join(withheld)}.", ""]
-    lines += _spread_lines(aucs)
+    lines += _spread_lines(_per_site(aucs), current[0][1]["bootstrap"]["confidence"] if current else 0.95)
     if stale:
         lines += ["Not included: site reports of another model or threshold than the one reported here (ask the site to "
                   "validate the current export):", "", *[f"- {r['site']}: checkpoint SHA-256 `{str(r['model'].get('checkpoint_sha256'))[:16]}…` "
@@ -94,21 +128,23 @@ def multi_site_section(reports: list[tuple[Path, dict]], checkpoint_sha256: str 
     return lines
 
 
-def _spread_lines(aucs: list[tuple[str, dict, float]]) -> list[str]:
-    """Return the between-site spread of ROC AUC: range and the random-effects summary."""
-    values = [(site, result["value"]) for site, result, _ in aucs if result["value"] is not None]
+def _spread_lines(aucs: list[tuple[str, dict]], confidence: float) -> list[str]:
+    """Return the between-site spread of ROC AUC (one result per site): range and the random-effects summary."""
+    values = [(site, result["value"]) for site, result in aucs if result["value"] is not None]
     if len(values) < 2:
         return ["Between-site spread: needs at least two site results.", ""]
     low, high = min(values, key=lambda v: v[1]), max(values, key=lambda v: v[1])
     lines = [f"Between-site spread of ROC AUC: {low[1]:.3f} ({low[0]}) to {high[1]:.3f} ({high[0]}), a range of "
              f"{high[1] - low[1]:.3f}."]
-    pooled = random_effects([r["value"] for _, r, _ in aucs], [_standard_error(r, c) for _, r, c in aucs], aucs[0][2])
+    pooled, left_out = pooled_auc(aucs, confidence)
     if pooled is None:
-        lines += ["No random-effects summary: fewer than two sites have a reliable interval.", ""]
+        lines += ["No random-effects summary: fewer than two sites have a reliable interval inside (0, 1)"
+                  + (f" (left out: {', '.join(left_out)})." if left_out else "."), ""]
         return lines
-    lines += [f"Random-effects (DerSimonian-Laird) pooled ROC AUC over {pooled['sites']} site results: {pooled['pooled']:.3f} "
+    lines += [f"Random-effects (DerSimonian-Laird, logit scale) pooled ROC AUC over {pooled['sites']} sites: {pooled['pooled']:.3f} "
               f"({pooled['ci_low']:.3f} to {pooled['ci_high']:.3f}); heterogeneity I² {pooled['i2']:.0%}, tau² "
-              f"{pooled['tau2']:.5f}, Cochran's Q {pooled['q']:.2f} (p {pooled['q_p_value']:.3f})"
+              f"{pooled['tau2']:.4f} (logit scale), Cochran's Q {pooled['q']:.2f} (p {pooled['q_p_value']:.3f})"
+              + (f"; left out: {', '.join(left_out)}" if left_out else "")
               + (". With fewer than five sites, I² and tau² are imprecise: read the per-site intervals first." if pooled["sites"] < 5
                  else ".")]
     return [*lines, ""]
