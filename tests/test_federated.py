@@ -5,6 +5,7 @@ The whole study through `dvc exp run -S train=federated` is in test_pipeline_e2e
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -217,7 +218,7 @@ def test_over_tls_only_registered_sites_join_and_a_broken_site_is_named_by_a_coo
     refused; EE's data is broken, so the run fails at the join and the coordinator names EE and the missing file."""
     from crossmed.federated.coordinator import FAILURE_FILE
     from crossmed.federated.messages import STUDY_CONFIG_KEY, WORK_DIR_KEY, encode_study_config
-    from crossmed.federated.processes import LocalFederation, can_hide_folders
+    from crossmed.federated.processes import LocalFederation, Process, can_hide_folders
     from crossmed.federated.security import make_site_key, make_trial_security
 
     cfg = federated_study.copy()
@@ -226,7 +227,15 @@ def test_over_tls_only_registered_sites_join_and_a_broken_site_is_named_by_a_coo
     work = tmp_path / "work"
     hide = can_hide_folders()
     security = make_trial_security(tmp_path / "security", ("KR", "EE"))
-    with LocalFederation(tmp_path / "processes", folders, hide_site_data=hide, security=security) as federation:
+    # EE's process is the trial's; KR joins as a hospital would, with `crossmed site join` and its registered key.
+    with LocalFederation(tmp_path / "processes", {"EE": folders["EE"]}, hide_site_data=hide, security=security) as federation, \
+            open(tmp_path / "KR.log", "wb") as kr_log:
+        federation.register("KR", security.public_key("KR"))
+        kr = subprocess.Popen([str(Path(sys.executable).parent / "crossmed"), "site", "join", "--site", "KR", "--data",
+                               str(folders["KR"]), "--coordinator", f"127.0.0.1:{federation.port}", "--ca",
+                               str(security.ca_certificate), "--key", str(security.site_keys["KR"]), "--home",
+                               str(tmp_path / "KR-home")], stdout=kr_log, stderr=subprocess.STDOUT, start_new_session=True)
+        federation.processes.append(Process("site-KR", kr, tmp_path / "KR.log"))  # stopped with the federation
         # Only registered sites are admitted: a process with an unknown key, and one with none, are refused.
         intruders = [federation.start_site("KR", folders["KR"], make_site_key(tmp_path / "intruder", "XX"), name="intruder"),
                      federation.start_site("KR", folders["KR"], None, name="keyless")]
@@ -236,7 +245,7 @@ def test_over_tls_only_registered_sites_join_and_a_broken_site_is_named_by_a_coo
         assert "Failed to activate SuperNode" in intruders[0].tail(40)
         if hide:  # what the coordinator sees of a site folder: nothing (its own mount namespace)
             link = federation.processes[0].popen.pid
-            assert sorted(os.listdir(folders["KR"])) and os.listdir(f"/proc/{link}/root{folders['KR']}") == []
+            assert sorted(os.listdir(folders["EE"])) and os.listdir(f"/proc/{link}/root{folders['EE']}") == []
         run_id = federation.submit({STUDY_CONFIG_KEY: encode_study_config(cfg), WORK_DIR_KEY: str(work)})
         _wait_for(work / FAILURE_FILE, 240)
         failure = json.loads((work / FAILURE_FILE).read_text())
@@ -247,6 +256,29 @@ def test_over_tls_only_registered_sites_join_and_a_broken_site_is_named_by_a_coo
             time.sleep(2)
         assert status["status"] == "finished:failed"
     assert "site EE" in (tmp_path / "processes" / "logs" / "site-EE.log").read_text(), "the site's own log has the traceback"
+    # The coordinator asks only once both sites are connected: reaching EE's failure means KR's process was admitted.
+    kr_said = (tmp_path / "KR.log").read_text()
+    assert re.search(r"site KR: \d+ training and \d+ validation images", kr_said), kr_said[-2000:]
+    assert "joining the coordinator at 127.0.0.1" in kr_said
+
+
+def test_site_commands_make_a_key_pair_once_and_name_a_broken_folder_before_connecting(federated_study, tmp_path, capfd):
+    from crossmed.cli import main
+
+    assert main(["site", "key", "--site", "KR", "--out", str(tmp_path / "keys")]) == 0
+    assert (tmp_path / "keys" / "KR.key").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "keys" / "KR.key.pub").read_text().startswith("ecdsa-sha2-nistp384 ")
+    assert main(["site", "key", "--site", "KR", "--out", str(tmp_path / "keys")]) == 2  # never overwritten
+    folders = write_site_folders(federated_study.paths.processed, tmp_path / "sites", ("KR", "EE"))
+    (folders["EE"] / "labels.npy").unlink()
+    started = time.monotonic()
+    # Port 9 (discard) on loopback: nothing answers there, and nothing is asked: the folder is checked first.
+    assert main(["site", "join", "--site", "EE", "--data", str(folders["EE"]), "--coordinator", "127.0.0.1:9", "--insecure",
+                 "--home", str(tmp_path / "home")]) == 2
+    assert time.monotonic() - started < 30 and not (tmp_path / "home").exists()
+    assert main(["site", "join", "--site", "KR", "--data", str(folders["KR"]), "--coordinator", "127.0.0.1:9"]) == 2
+    said = capfd.readouterr().err
+    assert f"{folders['EE'] / 'labels.npy'}" in said and "give --ca" in said and "exists; a site's key is never overwritten" in said
 
 
 def _stage_config(study, root: Path, rounds: int = 2, secure: bool = False) -> Path:

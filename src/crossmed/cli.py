@@ -1,4 +1,4 @@
-"""The `crossmed` command: de-identify, keygen, params.yaml, sweeps, predict, validate and serve an export, bundle check, MLflow UI."""
+"""The `crossmed` command: de-identify, keygen, params.yaml, sweeps, predict, validate and serve an export, bundle check, MLflow UI, a federation site."""
 
 import argparse
 import json
@@ -161,6 +161,33 @@ def _ui(args) -> int:
     return 0  # not reached
 
 
+def _site_key(args) -> int:
+    from crossmed.federated.security import make_site_key
+    from crossmed.site_codes import check_site_code
+
+    site = check_site_code(args.site, "--site")
+    private = Path(args.out) / f"{site}.key"
+    for path in (private, private.with_name(private.name + ".pub")):
+        if path.exists():
+            raise CrossmedError(f"{path}: exists; a site's key is never overwritten")
+    private.parent.mkdir(parents=True, exist_ok=True)
+    make_site_key(args.out, site)
+    print(f"wrote {private} (owner-only: it never leaves this machine) and {private}.pub: send the .pub file to the "
+          "coordinator's operator, who registers it (flwr supernode register)")
+    return 0
+
+
+def _site_join(args) -> int:
+    from crossmed.federated.site_process import join_federation
+    from crossmed.site_codes import check_site_code
+
+    site = check_site_code(args.site, "--site")
+    if args.insecure == bool(args.ca):
+        raise CrossmedError("give --ca (the CA certificate the coordinator's certificate is signed by), or --insecure for "
+                            "plain HTTP on a trusted network")
+    return join_federation(site, args.data, args.coordinator, args.ca, args.key, args.home or Path(".crossmed-site") / site)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the `crossmed` command."""
     from crossmed.deid.profile import OPTIONS
@@ -290,6 +317,32 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--min-patients", type=int, default=5,
                           help="suppress subgroups and calibration bins smaller than this (default 5)")
     validate.set_defaults(handler=_validate)
+
+    site = sub.add_parser("site", help="a hospital's part in federated training: its key, and its site process",
+                          description="Join a federation as a site: make the site's key pair once (`crossmed site key`), "
+                                      "send the public key to the coordinator's operator, then run the site process "
+                                      "(`crossmed site join`) on the machine that holds the site's processed data. Only "
+                                      "weights and training statistics leave it.")
+    site_commands = site.add_subparsers(dest="site_command", required=True)
+    site_key = site_commands.add_parser("key", help="write the site's ECDSA P-384 key pair (OpenSSH format)",
+                                        description="Write OUT/<SITE>.key (owner-only) and OUT/<SITE>.key.pub; never overwrites.")
+    site_key.add_argument("--site", required=True, help="the site code")
+    site_key.add_argument("--out", default=".", metavar="DIR", help="folder for the key pair (default .)")
+    site_key.set_defaults(handler=_site_key)
+    join = site_commands.add_parser("join", help="run this site's process against a coordinator (Flower SuperNode)",
+                                    description="Check the site's processed folder (a missing or broken file is named before "
+                                                "anything connects), then run Flower's SuperNode for the site in the "
+                                                "foreground: it waits for the coordinator's rounds, trains on this folder "
+                                                "only and sends back weights and statistics. Ctrl-C stops it.")
+    join.add_argument("--site", required=True, help="the site code (rows of other sites in --data are not used)")
+    join.add_argument("--data", required=True, metavar="DIR", help="the site's processed folder (what its preprocess wrote)")
+    join.add_argument("--coordinator", required=True, metavar="HOST:PORT", help="the coordinator's SuperLink (Fleet API)")
+    join.add_argument("--ca", metavar="FILE", help="the CA certificate that signed the coordinator's certificate (TLS)")
+    join.add_argument("--key", metavar="FILE", help="the site's private key (`crossmed site key`), when the coordinator "
+                                                   "admits registered sites only")
+    join.add_argument("--insecure", action="store_true", help="plain HTTP, no TLS (a trial on a trusted network only)")
+    join.add_argument("--home", metavar="DIR", help="Flower's state folder for this site (default .crossmed-site/<SITE>)")
+    join.set_defaults(handler=_site_join)
 
     served = sub.add_parser("serve", help="serve the exported MLflow model over HTTP (POST /invocations)",
                             description="Run MLflow's scoring server for the exported pyfunc model, with requests larger "

@@ -23,11 +23,10 @@ import tomli_w
 
 from crossmed.errors import CrossmedError
 from crossmed.federated.security import Security
+from crossmed.federated.site_process import OFFLINE_ENV, supernode_command
 from crossmed.files import write_json_atomic
 
 log = logging.getLogger("crossmed.federated")
-OFFLINE_ENV = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1", "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.2",
-               "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1"}  # no network calls, no `uv sync` of the app
 CONNECTION = "crossmed"  # the CLI's name for the SuperLink connection
 APP_DIR = Path(__file__).resolve().parent / "flower_app"
 START_TIMEOUT_S = 60
@@ -168,14 +167,9 @@ class LocalFederation:
 
     def start_site(self, site: str, folder: str | Path, private_key: Path | None = None, name: str | None = None) -> Process:
         """Start a SuperNode for `site` reading `folder`: over TLS when the federation has it, signing in with `private_key`."""
-        security = self.security
-        transport = ["--root-certificates", str(security.ca_certificate)] if security else ["--insecure"]
-        if private_key is not None:
-            transport += ["--auth-supernode-private-key", str(private_key)]
-        return self._start(name or f"site-{site}", ["flower-supernode", *transport, "--superlink", f"127.0.0.1:{self.port}",
-                                                    "--host", "127.0.0.1", "--port", str(free_port()),
-                                                    "--node-config", f'site="{site}" data-dir="{Path(folder).resolve()}"'],
-                           self.root / "sites" / (name or site) / "flwr")
+        command = supernode_command(site, folder, f"127.0.0.1:{self.port}", free_port(),
+                                    self.security.ca_certificate if self.security else None, private_key)
+        return self._start(name or f"site-{site}", command, self.root / "sites" / (name or site) / "flwr")
 
     def _cli(self, *args: str, timeout: int = 120) -> dict:
         """Run `flwr ARGS --format json` against this federation's SuperLink and return its JSON answer."""
