@@ -30,11 +30,31 @@ class InProcessGrid:
         """Return one node per site."""
         return list(self.contexts)
 
-    def send_and_receive(self, messages, timeout=None) -> list:
-        """Answer each message with the ClientApp's reply for its node."""
+    def push_messages(self, messages) -> list[str]:
+        """Answer each message with the ClientApp's reply for its node at once; return the messages' IDs."""
         from crossmed.federated.client_app import app
 
-        return [app(message, self.contexts[message.metadata.dst_node_id]) for message in messages]
+        return [_answered(self, message, lambda m: app(m, self.contexts[m.metadata.dst_node_id])) for message in messages]
+
+    def pull_messages(self, message_ids) -> list:
+        """Return (once) the replies to the messages `message_ids` names."""
+        return _pulled(self, message_ids)
+
+
+def _answered(grid, message, answer) -> str:
+    """Give `message` an ID as Flower's grid does, keep answer(message) as its reply on `grid`; return the ID."""
+    grid.replies = getattr(grid, "replies", [])
+    message.metadata.__dict__["_message_id"] = f"message-{len(grid.replies) + 1}"
+    grid.replies.append(answer(message))
+    return message.metadata.message_id
+
+
+def _pulled(grid, message_ids) -> list:
+    """Remove from `grid` and return the replies to the messages `message_ids` names."""
+    wanted = set(message_ids)
+    arrived = [reply for reply in grid.replies if reply.metadata.reply_to_message_id in wanted]
+    grid.replies = [reply for reply in grid.replies if reply.metadata.reply_to_message_id not in wanted]
+    return arrived
 
 
 def run(config: str | Path, work: str | Path) -> Path:

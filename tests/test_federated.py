@@ -147,7 +147,8 @@ def _wait_for(path: Path, seconds: float) -> None:
 
 
 class _SitesOnAGrid:
-    """Flower's Grid as the coordinator sees it, answered in-process: site i sends back the weights plus (i + 1)."""
+    """Flower's Grid as the coordinator sees it (push, then pull), answered in-process: site i sends back the weights
+    plus (i + 1)."""
 
     def __init__(self):
         from flwr.supercore.task_identity import TaskIdentity
@@ -157,18 +158,50 @@ class _SitesOnAGrid:
     def get_node_ids(self):
         return [11, 22]
 
-    def send_and_receive(self, messages, timeout=None):
+    def push_messages(self, messages):
         from flwr.app import Message, MetricRecord, RecordDict
 
         from crossmed.federated.messages import ARRAYS, METRICS, UNIT_WEIGHT_KEY, WEIGHT_KEY
+        from in_process_federation import _answered
 
-        replies = []
-        for i, message in enumerate(messages):
+        def answer(message, i):
             weights = {"w": torch.from_numpy(message.content[ARRAYS]["weights"].numpy().copy()) + (i + 1)}
             figures = {"train-loss": 0.5, "train-images": 10 * (i + 1), "seconds": 1.0, "learning-rate": 0.001,
                        "val-loss": 0.6, "val-auc": 0.7, "val-images": 5, WEIGHT_KEY: 10 * (i + 1), UNIT_WEIGHT_KEY: 1}
-            replies.append(Message(RecordDict({ARRAYS: to_record(weights), METRICS: MetricRecord(figures)}), reply_to=message))
-        return replies
+            return Message(RecordDict({ARRAYS: to_record(weights), METRICS: MetricRecord(figures)}), reply_to=message)
+
+        return [_answered(self, message, lambda m, i=i: answer(m, i)) for i, message in enumerate(messages)]
+
+    def pull_messages(self, message_ids):
+        from in_process_federation import _pulled
+
+        return _pulled(self, message_ids)
+
+
+def test_replies_are_looked_for_soon_then_less_often_and_a_silent_site_is_left_at_the_timeout():
+    from types import SimpleNamespace
+
+    from crossmed.federated.coordinator import send_and_receive
+
+    class OneSiteAnswers:
+        """KR's reply is there at the first look; EE never answers."""
+
+        def __init__(self):
+            self.looks, self.started = [], time.monotonic()
+
+        def push_messages(self, messages):
+            return [f"to-{m}" for m in messages]
+
+        def pull_messages(self, ids):
+            self.looks.append(time.monotonic() - self.started)
+            return [SimpleNamespace(metadata=SimpleNamespace(reply_to_message_id="to-KR"))] if "to-KR" in ids else []
+
+    grid = OneSiteAnswers()
+    replies = send_and_receive(grid, ["KR", "EE"], timeout_s=2.5)
+    assert [r.metadata.reply_to_message_id for r in replies] == ["to-KR"]
+    # First look after 0.1 s, then 1.5 times longer each time: 0.1, 0.25, 0.48, 0.81, 1.32, 2.08, then the deadline
+    # (Flower's own loop looks every 3 s: one look in this time). Loose bounds: a busy machine oversleeps.
+    assert grid.looks[0] < 0.5 and 4 <= len(grid.looks) <= 8 and 2.4 < grid.looks[-1] < 3.5, grid.looks
 
 
 def test_differential_privacy_clips_each_site_adds_seeded_noise_and_counts_epsilon(tmp_path):
