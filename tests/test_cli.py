@@ -39,6 +39,11 @@ def test_every_command_and_argument_has_help_text():
     commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     helped = {c.dest for c in commands._choices_actions if c.help}
     assert helped == set(commands.choices), "every command has a line in `crossmed --help`"
-    for name, parser in commands.choices.items():
+    parsers = list(commands.choices.items())
+    while parsers:  # every command and nested command (`crossmed site join`), every argument
+        name, parser = parsers.pop()
         missing = [a.dest for a in parser._actions if not a.help and not isinstance(a, argparse._HelpAction)]
         assert not missing, f"`crossmed {name}`: no help for {missing}"
+        for nested in (a for a in parser._actions if isinstance(a, argparse._SubParsersAction)):
+            assert {c.dest for c in nested._choices_actions if c.help} == set(nested.choices), f"`crossmed {name}`"
+            parsers += [(f"{name} {sub}", sub_parser) for sub, sub_parser in nested.choices.items()]

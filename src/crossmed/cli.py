@@ -323,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "send the public key to the coordinator's operator, then run the site process "
                                       "(`crossmed site join`) on the machine that holds the site's processed data. Only "
                                       "weights and training statistics leave it.")
-    site_commands = site.add_subparsers(dest="site_command", required=True)
+    site_commands = site.add_subparsers(dest="site_command", required=True, help="key: make the key pair; join: run the site process")
     site_key = site_commands.add_parser("key", help="write the site's ECDSA P-384 key pair (OpenSSH format)",
                                         description="Write OUT/<SITE>.key (owner-only) and OUT/<SITE>.key.pub; never overwrites.")
     site_key.add_argument("--site", required=True, help="the site code")
