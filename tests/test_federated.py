@@ -327,20 +327,25 @@ def _stage_config(study, root: Path, rounds: int = 2, secure: bool = False) -> P
     return root / "config.yaml"
 
 
-def _train(config: Path, kill_site_in_round_2: str | None = None) -> tuple[int, str]:
-    """Run the train stage in its own process (portable arithmetic, as under DVC); optionally SIGKILL a site's process
-    once round 1 is saved (so during round 2). Return its exit code and log."""
+def _train(config: Path, kill: str | None = None) -> tuple[int, str]:
+    """Run the train stage in its own process (portable arithmetic, as under DVC); optionally SIGKILL one of the
+    federation's processes (with its children) mid-run: kill="site-EE" once round 1 is saved (so during round 2),
+    kill="coordinator" once the coordinator has resumed from saved state. Return the stage's exit code and log."""
     stage = subprocess.Popen([sys.executable, "-m", "crossmed.stages", "train", str(config)], stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    if kill_site_in_round_2:
-        federation = Path(OmegaConf.load(config).paths.federation)
-        progress = federation / "coordinator" / "progress.json"
+    if kill:
+        work = Path(OmegaConf.load(config).paths.federation) / "coordinator"
+        progress, coordinator_log = work / "progress.json", work / "coordinator.log"
+        if kill == "coordinator":
+            ready = lambda: coordinator_log.is_file() and "resuming from" in coordinator_log.read_text()  # noqa: E731
+        else:
+            ready = lambda: progress.is_file() and json.loads(progress.read_text())["history"]  # noqa: E731
         deadline = time.monotonic() + 400
-        while not (progress.is_file() and json.loads(progress.read_text())["history"]):
-            assert stage.poll() is None and time.monotonic() < deadline, "round 1 never completed"
+        while not ready():
+            assert stage.poll() is None and time.monotonic() < deadline, f"never got to the point of killing the {kill}"
             time.sleep(0.5)
-        pids = json.loads((federation / "processes" / "pids.json").read_text())
-        os.killpg(pids[f"site-{kill_site_in_round_2}"], signal.SIGKILL)
+        pids = json.loads((work.parent / "processes" / "pids.json").read_text())
+        os.killpg(pids[kill], signal.SIGKILL)
     output, _ = stage.communicate(timeout=900)
     return stage.returncode, output
 
@@ -358,16 +363,20 @@ def _in_process_reference(config: Path, work: Path) -> dict:
 
 @pytest.mark.slow
 def test_a_site_killed_mid_round_stops_the_run_and_a_rerun_resumes_to_the_uninterrupted_weights(federated_study, tmp_path):
-    """Two rounds with site EE killed during round 2 and the stage run again: the rerun continues after round 1 and
-    ends with the weights and history of the same two rounds computed uninterrupted in one process, bit for bit
-    (so the real processes add nothing but transport, and resuming loses nothing)."""
+    """Two rounds with site EE killed during round 2, the stage run again and its coordinator killed once it has
+    resumed, and the stage run a third time: the last run continues after round 1 and ends with the weights and
+    history of the same two rounds computed uninterrupted in one process, bit for bit (so the real processes add
+    nothing but transport, and resuming loses nothing)."""
     from crossmed.stages.federated_train import HISTORY_FIELDS
     from crossmed.stages.train import write_history
 
     cut = _stage_config(federated_study, tmp_path / "cut")
-    code, output = _train(cut, kill_site_in_round_2="EE")
+    code, output = _train(cut, kill="site-EE")
     assert code != 0 and "the site EE process exited" in output and "continue after round 1" in output, output[-3000:]
     assert not (tmp_path / "cut" / "checkpoint.pt").exists(), "nothing half-written"
+    code, output = _train(cut, kill="coordinator")
+    assert code != 0 and "the coordinator process exited" in output and "continue after round 1" in output, output[-3000:]
+    assert not (tmp_path / "cut" / "checkpoint.pt").exists()
     code, output = _train(cut)
     assert code == 0, output[-3000:]
     assert "the coordinator continues after round 1 of 2" in output
