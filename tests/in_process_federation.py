@@ -34,14 +34,14 @@ class InProcessGrid:
         """Answer each message with the ClientApp's reply for its node at once; return the messages' IDs."""
         from crossmed.federated.client_app import app
 
-        return [_answered(self, message, lambda m: app(m, self.contexts[m.metadata.dst_node_id])) for message in messages]
+        return [answer_on(self, message, lambda m: app(m, self.contexts[m.metadata.dst_node_id])) for message in messages]
 
     def pull_messages(self, message_ids) -> list:
         """Return (once) the replies to the messages `message_ids` names."""
-        return _pulled(self, message_ids)
+        return pull_from(self, message_ids)
 
 
-def _answered(grid, message, answer) -> str:
+def answer_on(grid, message, answer) -> str:
     """Give `message` an ID as Flower's grid does, keep answer(message) as its reply on `grid`; return the ID."""
     grid.replies = getattr(grid, "replies", [])
     message.metadata.__dict__["_message_id"] = f"message-{len(grid.replies) + 1}"
@@ -49,7 +49,7 @@ def _answered(grid, message, answer) -> str:
     return message.metadata.message_id
 
 
-def _pulled(grid, message_ids) -> list:
+def pull_from(grid, message_ids) -> list:
     """Remove from `grid` and return the replies to the messages `message_ids` names."""
     wanted = set(message_ids)
     arrived = [reply for reply in grid.replies if reply.metadata.reply_to_message_id in wanted]

@@ -162,7 +162,7 @@ class _SitesOnAGrid:
         from flwr.app import Message, MetricRecord, RecordDict
 
         from crossmed.federated.messages import ARRAYS, METRICS, UNIT_WEIGHT_KEY, WEIGHT_KEY
-        from in_process_federation import _answered
+        from in_process_federation import answer_on
 
         def answer(message, i):
             weights = {"w": torch.from_numpy(message.content[ARRAYS]["weights"].numpy().copy()) + (i + 1)}
@@ -170,12 +170,12 @@ class _SitesOnAGrid:
                        "val-loss": 0.6, "val-auc": 0.7, "val-images": 5, WEIGHT_KEY: 10 * (i + 1), UNIT_WEIGHT_KEY: 1}
             return Message(RecordDict({ARRAYS: to_record(weights), METRICS: MetricRecord(figures)}), reply_to=message)
 
-        return [_answered(self, message, lambda m, i=i: answer(m, i)) for i, message in enumerate(messages)]
+        return [answer_on(self, message, lambda m, i=i: answer(m, i)) for i, message in enumerate(messages)]
 
     def pull_messages(self, message_ids):
-        from in_process_federation import _pulled
+        from in_process_federation import pull_from
 
-        return _pulled(self, message_ids)
+        return pull_from(self, message_ids)
 
 
 def test_replies_are_looked_for_soon_then_less_often_and_a_silent_site_is_left_at_the_timeout():
