@@ -204,6 +204,34 @@ def test_replies_are_looked_for_soon_then_less_often_and_a_silent_site_is_left_a
     assert grid.looks[0] < 0.5 and 4 <= len(grid.looks) <= 8 and 2.4 < grid.looks[-1] < 3.5, grid.looks
 
 
+def test_a_refused_status_call_names_the_coordinator_that_is_still_dying(tmp_path, monkeypatch):
+    """The coordinator killed between the liveness check and `flwr ls`: the refused call waits for the exit to show and
+    says the coordinator process exited (so a rerun is asked for), rather than "connection unavailable"."""
+    from crossmed.errors import CrossmedError
+    from crossmed.federated.processes import LocalFederation, Process, ProcessExited
+
+    federation = LocalFederation(tmp_path, {})
+    dying = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.5)"])
+    federation.processes.append(Process("coordinator", dying, tmp_path / "coordinator.log"))
+
+    def refused(*args, **kwargs):
+        raise CrossmedError("`flwr ls` failed: Connection to the SuperLink is unavailable.")
+
+    monkeypatch.setattr(federation, "_cli", refused)
+    with pytest.raises(ProcessExited, match="the coordinator process exited") as raised:
+        federation.status(1)
+    assert raised.value.site is None
+    federation.processes[0] = Process("coordinator", subprocess.Popen(["sleep", "30"]), tmp_path / "coordinator.log")
+    monkeypatch.setattr("crossmed.federated.processes.EXIT_GRACE_S", 0.5)
+    try:
+        with pytest.raises(CrossmedError, match="SuperLink is unavailable"):  # nothing exited: the call's own error
+            federation.status(1)
+    finally:
+        federation.processes[0].popen.kill()
+        federation.processes[0].popen.wait()
+    dying.wait()
+
+
 def test_differential_privacy_clips_each_site_adds_seeded_noise_and_counts_epsilon(tmp_path):
     from crossmed.federated.coordinator import Coordinator, FederationError
     from crossmed.stages.federated_train import _check_no_running_statistics

@@ -32,6 +32,7 @@ APP_DIR = Path(__file__).resolve().parent / "flower_app"
 START_TIMEOUT_S = 60
 FINISHED = "finished:"
 PIDS_FILE = "pids.json"  # the running processes, so a later run can stop what a killed one left
+EXIT_GRACE_S = 5.0  # how long a failed call to the SuperLink waits for the process that broke it to be seen exiting
 
 
 def free_port() -> int:
@@ -194,16 +195,33 @@ class LocalFederation:
 
     def status(self, run_id: int) -> dict:
         """Return the run's status entry from `flwr ls` (status, status-details, network traffic)."""
-        runs = self._cli("ls", CONNECTION, "--run-id", str(run_id))["runs"]
+        try:
+            runs = self._cli("ls", CONNECTION, "--run-id", str(run_id))["runs"]
+        except CrossmedError:
+            self.check_alive(wait_s=EXIT_GRACE_S)  # a coordinator killed since the last check: name it, not the refused call
+            raise
         return runs[0] if runs else {}
 
-    def check_alive(self) -> None:
-        """Raise ProcessExited naming the first of the federation's processes that has exited (a site, or the coordinator)."""
+    def check_alive(self, wait_s: float = 0.0) -> None:
+        """Raise ProcessExited naming the first of the federation's processes that has exited (a site, or the coordinator).
+
+        With `wait_s`, keep looking that long: a process being killed can still be running when the call it broke fails.
+        """
+        deadline = time.monotonic() + wait_s
+        while self._first_exited() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        process = self._first_exited()
+        if process is not None:
+            raise ProcessExited(f"the {process.name.replace('-', ' ')} process exited (code {process.popen.returncode}); "
+                                f"its log {process.log_path} ends:\n{process.tail()}",
+                                site=process.name.removeprefix("site-") if process.name.startswith("site-") else None)
+
+    def _first_exited(self) -> "Process | None":
+        """Return the first of the federation's processes that has exited, or None."""
         for process in self.processes:
             if process.popen.poll() is not None:
-                raise ProcessExited(f"the {process.name.replace('-', ' ')} process exited (code {process.popen.returncode}); "
-                                    f"its log {process.log_path} ends:\n{process.tail()}",
-                                    site=process.name.removeprefix("site-") if process.name.startswith("site-") else None)
+                return process
+        return None
 
     def stop(self) -> None:
         """Stop every process and its children (SIGTERM, then SIGKILL after 10 s)."""
