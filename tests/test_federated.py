@@ -47,6 +47,13 @@ def test_plan_takes_the_internal_sites_in_study_order(tmp_path):
     with pytest.raises(ConfigError, match="proximal_mu"):
         FederationPlan.from_config(tiny_config(tmp_path, "train=federated", "train.federated.aggregation=fedprox",
                                                "train.federated.proximal_mu=0"))
+    with pytest.raises(ConfigError, match="train.federated.superlink.*HOST:PORT"):
+        FederationPlan.from_config(tiny_config(tmp_path, "train=federated", "train.federated.superlink=coordinator.example.org"))
+    with pytest.raises(ConfigError, match="train.federated.superlink_ca.*TLS only"):  # weights never travel in the clear
+        FederationPlan.from_config(tiny_config(tmp_path, "train=federated", "train.federated.superlink=coordinator.example.org:9092"))
+    remote = FederationPlan.from_config(tiny_config(tmp_path, "train=federated", "train.federated.superlink=10.0.0.5:9092",
+                                                    "train.federated.superlink_ca=ca.crt"))
+    assert (remote.superlink, remote.superlink_ca) == ("10.0.0.5:9092", "ca.crt") and plan.superlink is None
 
 
 def test_a_mistyped_federated_value_stops_composition(tmp_path):
@@ -451,3 +458,69 @@ def test_secure_aggregation_gives_the_weighted_mean_of_the_sites_rounds(federate
     # arithmetic, which drifts by ~1e-3 in an epoch of Adam; SecAgg+'s quantisation adds ~1e-6), and far from the
     # plain mean of the two sites' weights (KR has twice EE's images).
     assert off < 5e-3 and unweighted > 10 * off, (off, unweighted)
+
+
+@pytest.mark.slow
+def test_the_train_stage_submits_to_a_running_coordinator_that_the_sites_joined(federated_study, tmp_path, monkeypatch):
+    """A real deployment on loopback: a SuperLink already runs (TLS, registered site keys), each site joins it with
+    `crossmed site join` from its own folder, and the train stage, in a checkout with no data at all, submits to it
+    (train.federated.superlink). The checkpoint holds the weights of the same round computed in one process, bit for bit
+    (so a deployment trains what the trial trains); its data facts and the MLflow data tags come from the sites' reports."""
+    from crossmed.federated.processes import LocalFederation, Process
+    from crossmed.federated.security import make_trial_security
+    from crossmed.reproducibility import PORTABLE_ENV
+
+    reference_config = _stage_config(federated_study, tmp_path / "reference", rounds=1)
+    remote = OmegaConf.load(reference_config)
+    folders = write_site_folders(federated_study.paths.processed, tmp_path / "hospitals", ("KR", "EE"))
+    security = make_trial_security(tmp_path / "security", ("KR", "EE"))
+    remote.paths.processed = str(tmp_path / "no-data-here")  # the coordinator holds none of the sites' data
+    for name in ("checkpoint", "history", "training_run"):
+        remote.paths[name] = str(tmp_path / "coordinator" / Path(remote.paths[name]).name)
+    remote.paths.federation = str(tmp_path / "coordinator" / "federation")
+    for key, value in PORTABLE_ENV.items():  # the operator starts the SuperLink with the study's CPU arithmetic
+        monkeypatch.setenv(key, value)
+    with LocalFederation(tmp_path / "superlink", {}, security=security) as coordinator:  # the SuperLink alone
+        for site in ("KR", "EE"):
+            coordinator.register(site, security.public_key(site))
+            log_file = open(tmp_path / f"{site}.log", "wb")
+            joined = subprocess.Popen([str(Path(sys.executable).parent / "crossmed"), "site", "join", "--site", site, "--data",
+                                       str(folders[site]), "--coordinator", f"127.0.0.1:{coordinator.port}", "--ca",
+                                       str(security.ca_certificate), "--key", str(security.site_keys[site]), "--home",
+                                       str(tmp_path / f"{site}-home")], stdout=log_file, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
+            log_file.close()
+            coordinator.processes.append(Process(f"site-{site}", joined, tmp_path / f"{site}.log"))
+        remote.train.federated.superlink = f"127.0.0.1:{coordinator.port}"
+        remote.train.federated.superlink_ca = str(security.ca_certificate)
+        (tmp_path / "coordinator").mkdir()
+        OmegaConf.save(remote, tmp_path / "coordinator" / "config.yaml")
+        code, output = _train(tmp_path / "coordinator" / "config.yaml")
+    assert code == 0, output[-3000:]
+    assert f"coordinator at 127.0.0.1:{coordinator.port} (TLS)" in output and "site process(es)" not in output
+    assert not Path(remote.paths.processed).exists() and not (tmp_path / "coordinator" / "federation" / "site_data").exists()
+    for site in ("KR", "EE"):
+        assert "portable CPU arithmetic" in (tmp_path / f"{site}.log").read_text()
+    trained = torch.load(remote.paths.checkpoint, map_location="cpu", weights_only=True)
+    reference = _in_process_reference(reference_config, tmp_path / "in_process")
+    assert all(torch.equal(trained["state_dict"][k], reference["weights"][k]) for k in reference["weights"])
+    assert set(trained["state_dict"]) == set(reference["weights"])
+    local = _checkpoint_data_facts(federated_study.paths.processed)
+    assert {k: trained[k] for k in ("task", "input_shape", "preprocessing", "recipe")} == local
+    import mlflow
+
+    run_id = json.loads(Path(remote.paths.training_run).read_text())["run_id"]
+    run = mlflow.MlflowClient(tracking_uri=remote.mlflow.tracking_uri).get_run(run_id)
+    assert run.data.tags["federated.coordinator"] == remote.train.federated.superlink
+    assert run.data.tags["study.sites"] == "KR,EE" and re.fullmatch(r"[0-9a-f]{64}", run.data.tags["data.sha256"])
+    assert run.info.status == "FINISHED" and "round/val_auc" in run.data.metrics
+
+
+def _checkpoint_data_facts(folder) -> dict:
+    """Return what a checkpoint records of the data in `folder` (task, input shape, preprocessing, recipe)."""
+    from crossmed.data.processed import ProcessedData
+    from crossmed.stages.train import data_facts
+
+    facts = data_facts(ProcessedData.load(folder))
+    return {"task": facts["task"], "input_shape": facts["image_shape"], "preprocessing": facts["preprocessing"],
+            "recipe": facts["recipe"]}

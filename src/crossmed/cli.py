@@ -185,7 +185,8 @@ def _site_join(args) -> int:
     if args.insecure == bool(args.ca):
         raise CrossmedError("give --ca (the CA certificate the coordinator's certificate is signed by), or --insecure for "
                             "plain HTTP on a trusted network")
-    return join_federation(site, args.data, args.coordinator, args.ca, args.key, args.home or Path(".crossmed-site") / site)
+    return join_federation(site, args.data, args.coordinator, args.ca, args.key, args.home or Path(".crossmed-site") / site,
+                           portable_cpu=args.cpu == "portable")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -342,6 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "admits registered sites only")
     join.add_argument("--insecure", action="store_true", help="plain HTTP, no TLS (a trial on a trusted network only)")
     join.add_argument("--home", metavar="DIR", help="Flower's state folder for this site (default .crossmed-site/<SITE>)")
+    join.add_argument("--cpu", choices=("portable", "native"), default="portable",
+                      help="the CPU arithmetic of this site's training: portable (default, as the study's "
+                           "reproducibility.cpu: the same bits on any CPU) or native (this CPU's fastest kernels)")
     join.set_defaults(handler=_site_join)
 
     served = sub.add_parser("serve", help="serve the exported MLflow model over HTTP (POST /invocations)",

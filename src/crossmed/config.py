@@ -84,6 +84,8 @@ class FederatedConfig:
     round_timeout_s: int = 3600
     hide_site_data: str = "auto"
     tls: bool = True
+    superlink: str | None = None
+    superlink_ca: str | None = None
     differential_privacy: DifferentialPrivacyConfig = field(default_factory=DifferentialPrivacyConfig)
     secure_aggregation: SecureAggregationConfig = field(default_factory=SecureAggregationConfig)
 

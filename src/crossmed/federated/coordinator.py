@@ -336,9 +336,21 @@ class Coordinator:
         seed_everything(int(self.cfg.seed), self.cfg.train.deterministic, resolve_device("cpu"), False)
         net = build_network(fit_to_task(self.cfg.model.net, task.channels, task.outputs, task.spatial_dims,
                                         tuple(facts["image_shape"][1:])))
+        if self.plan.privacy is not None and (problem := running_statistics_problem(net)):
+            raise FederationError(f"differential privacy: {problem}")  # the trial's stage refuses this before it starts
         weights = {k: v.detach().cpu() for k, v in net.state_dict().items()}
         return {"fingerprint": state_id, "round": 0, "epoch": 0, "weights": weights, "best": None, "history": [],
                 "finished": False}
+
+
+def running_statistics_problem(net: torch.nn.Module) -> str | None:
+    """Return why differential privacy cannot protect `net` when it keeps running statistics (BatchNorm), else None."""
+    tracked = [name for name, module in net.named_modules() if getattr(module, "track_running_stats", False)]
+    if not tracked:
+        return None
+    return (f"the network keeps running statistics in {len(tracked)} normalisation layers ({tracked[0]}, ...), which the "
+            "noise would reach too; use a norm without them, e.g. -S model=vit_tiny (LayerNorm; MONAI's ResNet blocks keep "
+            "BatchNorm whatever model.net.norm says)")
 
 
 def send_and_receive(grid: Grid, messages, timeout_s: float) -> list[Message]:

@@ -55,6 +55,8 @@ class FederationPlan:
     tls: bool = True
     privacy: PrivacyPlan | None = None
     secure: dict | None = None  # SecAgg+ settings (clipping_range, quantization_range) when on
+    superlink: str | None = None  # HOST:PORT of a coordinator that already runs (a real deployment); None = a trial here
+    superlink_ca: str | None = None  # the CA certificate that signed that coordinator's
 
     @property
     def total_epochs(self) -> int:
@@ -87,8 +89,17 @@ class FederationPlan:
             secure = {"clipping_range": float(secure.clipping_range), "quantization_range": int(secure.quantization_range)}
         else:
             secure = None
+        superlink, superlink_ca = fed.get("superlink"), fed.get("superlink_ca")
+        if superlink is not None:
+            host, _, port = str(superlink).rpartition(":")
+            if not host or not port.isdigit():
+                raise ConfigError("train.federated.superlink", f"'{superlink}': HOST:PORT of the coordinator's SuperLink")
+            if not superlink_ca:
+                raise ConfigError("train.federated.superlink_ca", "the CA certificate (PEM) of the coordinator at "
+                                  f"{superlink} is needed: the sites' weights travel over TLS only")
         return cls(training_sites(cfg), int(fed.rounds), int(fed.local_epochs), str(fed.aggregation),
-                   float(fed.proximal_mu), int(fed.round_timeout_s), hide, bool(fed.get("tls", True)), privacy, secure)
+                   float(fed.proximal_mu), int(fed.round_timeout_s), hide, bool(fed.get("tls", True)), privacy, secure,
+                   str(superlink) if superlink is not None else None, str(superlink_ca) if superlink_ca else None)
 
 
 def training_sites(cfg) -> tuple[str, ...]:

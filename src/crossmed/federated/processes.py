@@ -77,8 +77,75 @@ def _hidden(command: list[str], folders: list[Path]) -> list[str]:
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", f'{mounts} && exec "$@"', "hide", *command]
 
 
+class SuperLinkControl:
+    """The `flwr` CLI pointed at one SuperLink (a coordinator): submit crossmed's app, follow a run, register sites.
+
+    Subclasses give `root` (where the CLI keeps its config), `bin` (the folder of the flwr executables), `env` and
+    `check_alive` (which names a process of theirs that has exited).
+    """
+
+    root: Path
+    bin: Path
+
+    def env(self, home: Path) -> dict:
+        """Return the environment of a Flower process with its own FLWR_HOME."""
+        home.mkdir(parents=True, exist_ok=True)
+        return {**os.environ, **OFFLINE_ENV, "FLWR_HOME": str(home), "PATH": f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+    def connect(self, address: str, ca_certificate: str | Path | None) -> None:
+        """Write the CLI's connection to the SuperLink at `address` (HOST:PORT): TLS trusting `ca_certificate`, else plain."""
+        connection = {"address": address}
+        connection.update({"root-certificates": str(Path(ca_certificate).resolve())} if ca_certificate else {"insecure": True})
+        cli_home = self.root / "cli"
+        cli_home.mkdir(parents=True, exist_ok=True)
+        (cli_home / "config.toml").write_text(tomli_w.dumps({"superlink": {"default": CONNECTION, CONNECTION: connection}}))
+
+    def check_alive(self, wait_s: float = 0.0) -> None:
+        """Raise ProcessExited when a process this side started has exited (none here)."""
+
+    def _cli(self, *args: str, timeout: int = 120) -> dict:
+        """Run `flwr ARGS --format json` against this federation's SuperLink and return its JSON answer."""
+        done = subprocess.run([str(self.bin / "flwr"), *args, "--format", "json"], env=self.env(self.root / "cli"),
+                              capture_output=True, text=True, timeout=timeout)
+        try:
+            answer = json.loads(done.stdout[done.stdout.index("{"):])
+        except ValueError:
+            raise CrossmedError(f"`flwr {' '.join(args)}` answered no JSON (exit {done.returncode}): {done.stdout[-500:]} {done.stderr[-500:]}") from None
+        if not answer.get("success", True):
+            raise CrossmedError(f"`flwr {' '.join(args)}` failed: {answer.get('error-message', answer)}")
+        return answer
+
+    def submit(self, run_config: dict) -> int:
+        """Submit crossmed's Flower app with `run_config` (its keys as in the app's pyproject); return the run ID."""
+        config_file = self.root / "coordinator" / "run_config.toml"
+        config_file.parent.mkdir(parents=True, exist_ok=True)
+        config_file.write_text(tomli_w.dumps(run_config), encoding="utf-8")
+        answer = self._cli("run", str(APP_DIR), CONNECTION, "--run-config", str(config_file))
+        run_id = int(answer["run-id"])
+        log.info("submitted federated run %d", run_id)
+        return run_id
+
+    def status(self, run_id: int) -> dict:
+        """Return the run's status entry from `flwr ls` (status, status-details, network traffic)."""
+        try:
+            runs = self._cli("ls", CONNECTION, "--run-id", str(run_id))["runs"]
+        except CrossmedError:
+            self.check_alive(wait_s=EXIT_GRACE_S)  # a coordinator killed since the last check: name it, not the refused call
+            raise
+        return runs[0] if runs else {}
+
+    def stop_run(self, run_id: int) -> None:
+        """Ask the SuperLink to stop run `run_id` (`flwr stop`); log, do not raise, when it cannot be reached."""
+        try:
+            self._cli("stop", str(run_id), CONNECTION, timeout=30)
+            log.info("stopped federated run %d at the coordinator", run_id)
+        except (CrossmedError, subprocess.TimeoutExpired) as err:
+            log.warning("could not stop federated run %d at the coordinator: %s", run_id, err)
+
+
+
 @dataclass
-class LocalFederation:
+class LocalFederation(SuperLinkControl):
     """A SuperLink and one SuperNode per site (site -> its processed data folder), started on loopback under `root`.
 
     hide_site_data: start the coordinator in a mount namespace where every site's folder is empty, so it (and the
@@ -96,11 +163,6 @@ class LocalFederation:
     def __post_init__(self):
         self.root = Path(self.root).resolve()
         self.bin = Path(sys.executable).parent
-
-    def env(self, home: Path) -> dict:
-        """Return the environment of a Flower process with its own FLWR_HOME."""
-        home.mkdir(parents=True, exist_ok=True)
-        return {**os.environ, **OFFLINE_ENV, "FLWR_HOME": str(home), "PATH": f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}"}
 
     def _start(self, name: str, args: list[str], home: Path, hide: list[Path] | None = None) -> Process:
         log_path = self.root / "logs" / f"{name}.log"
@@ -144,11 +206,7 @@ class LocalFederation:
                 raise CrossmedError(f"the coordinator (Flower SuperLink) did not start on 127.0.0.1:{self.port}; "
                                     f"its log {link.log_path} ends:\n{link.tail()}")
             time.sleep(0.3)
-        connection = {"address": f"127.0.0.1:{self.port}"}
-        connection.update({"root-certificates": str(security.ca_certificate.resolve())} if security else {"insecure": True})
-        cli_home = self.root / "cli"
-        cli_home.mkdir(parents=True, exist_ok=True)
-        (cli_home / "config.toml").write_text(tomli_w.dumps({"superlink": {"default": CONNECTION, CONNECTION: connection}}))
+        self.connect(f"127.0.0.1:{self.port}", security.ca_certificate if security else None)
         for site in self.sites:
             if security and site in security.site_keys:
                 self.register(site, security.public_key(site))
@@ -171,36 +229,6 @@ class LocalFederation:
         command = supernode_command(site, folder, f"127.0.0.1:{self.port}", free_port(),
                                     self.security.ca_certificate if self.security else None, private_key)
         return self._start(name or f"site-{site}", command, self.root / "sites" / (name or site) / "flwr")
-
-    def _cli(self, *args: str, timeout: int = 120) -> dict:
-        """Run `flwr ARGS --format json` against this federation's SuperLink and return its JSON answer."""
-        done = subprocess.run([str(self.bin / "flwr"), *args, "--format", "json"], env=self.env(self.root / "cli"),
-                              capture_output=True, text=True, timeout=timeout)
-        try:
-            answer = json.loads(done.stdout[done.stdout.index("{"):])
-        except ValueError:
-            raise CrossmedError(f"`flwr {' '.join(args)}` answered no JSON (exit {done.returncode}): {done.stdout[-500:]} {done.stderr[-500:]}") from None
-        if not answer.get("success", True):
-            raise CrossmedError(f"`flwr {' '.join(args)}` failed: {answer.get('error-message', answer)}")
-        return answer
-
-    def submit(self, run_config: dict) -> int:
-        """Submit crossmed's Flower app with `run_config` (its keys as in the app's pyproject); return the run ID."""
-        config_file = self.root / "coordinator" / "run_config.toml"
-        config_file.write_text(tomli_w.dumps(run_config), encoding="utf-8")
-        answer = self._cli("run", str(APP_DIR), CONNECTION, "--run-config", str(config_file))
-        run_id = int(answer["run-id"])
-        log.info("submitted federated run %d", run_id)
-        return run_id
-
-    def status(self, run_id: int) -> dict:
-        """Return the run's status entry from `flwr ls` (status, status-details, network traffic)."""
-        try:
-            runs = self._cli("ls", CONNECTION, "--run-id", str(run_id))["runs"]
-        except CrossmedError:
-            self.check_alive(wait_s=EXIT_GRACE_S)  # a coordinator killed since the last check: name it, not the refused call
-            raise
-        return runs[0] if runs else {}
 
     def check_alive(self, wait_s: float = 0.0) -> None:
         """Raise ProcessExited naming the first of the federation's processes that has exited (a site, or the coordinator).
@@ -238,6 +266,41 @@ class LocalFederation:
             process.popen.wait()
         self.processes.clear()
         (self.root / PIDS_FILE).unlink(missing_ok=True)
+
+
+@dataclass
+class RemoteFederation(SuperLinkControl):
+    """A coordinator (Flower SuperLink) that already runs, which the sites joined with `crossmed site join`.
+
+    Nothing is started here: crossmed's app is submitted to it. Its ServerApp runs at the SuperLink and writes its
+    state and result in the work folder the run config names, so submit from the SuperLink's machine.
+    """
+
+    root: Path
+    address: str
+    ca_certificate: Path | None = None
+
+    def __post_init__(self):
+        self.root = Path(self.root).resolve()
+        self.bin = Path(sys.executable).parent
+
+    def check_reachable(self) -> None:
+        """Write the CLI's connection and ask the SuperLink for its runs; raise CrossmedError saying why it cannot be reached."""
+        self.connect(self.address, self.ca_certificate)
+        try:
+            self._cli("ls", CONNECTION, timeout=60)
+        except (CrossmedError, subprocess.TimeoutExpired) as err:
+            raise CrossmedError(f"cannot reach the coordinator (Flower SuperLink) at {self.address}"
+                                f"{' trusting ' + str(self.ca_certificate) if self.ca_certificate else ''}: {err}") from None
+
+    def __enter__(self) -> "RemoteFederation":
+        self.check_reachable()
+        log.info("coordinator at %s (%s); the sites joined it themselves", self.address,
+                 "TLS" if self.ca_certificate else "no TLS")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
 
 
 class ProcessExited(CrossmedError):

@@ -41,9 +41,14 @@ def check_site_folder(folder: str | Path, site: str) -> dict:
 
 
 def join_federation(site: str, folder: str | Path, coordinator: str, ca_certificate: str | Path | None,
-                    private_key: str | Path | None, home: str | Path) -> int:
-    """Check the site's folder, then run its SuperNode against `coordinator` in the foreground; return its exit code."""
+                    private_key: str | Path | None, home: str | Path, portable_cpu: bool = True) -> int:
+    """Check the site's folder, then run its SuperNode against `coordinator` in the foreground; return its exit code.
+
+    With `portable_cpu` the site trains in the portable CPU arithmetic (crossmed.reproducibility.PORTABLE_ENV, what
+    reproducibility.cpu=portable gives a stage), so a rerun of the federation gives the same weights on any CPU.
+    """
     from crossmed.federated.processes import free_port
+    from crossmed.reproducibility import PORTABLE_ENV
 
     for option, path in (("--ca", ca_certificate), ("--key", private_key)):
         if path is not None and not Path(path).is_file():
@@ -56,10 +61,11 @@ def join_federation(site: str, folder: str | Path, coordinator: str, ca_certific
     bin_dir = Path(sys.executable).parent  # flower-supernode and the flwr-clientapp it starts, from this environment
     command = supernode_command(site, folder, coordinator, free_port(), ca_certificate, private_key)
     command[0] = str(bin_dir / command[0])
-    env = {**os.environ, **OFFLINE_ENV, "FLWR_HOME": str(home), "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    log.info("site %s: joining the coordinator at %s (%s); Flower's state in %s; stop with Ctrl-C", site, coordinator,
-             ("TLS, signing in with " + str(private_key)) if ca_certificate and private_key else "TLS" if ca_certificate
-             else "no TLS", home)
+    env = {**os.environ, **OFFLINE_ENV, **(PORTABLE_ENV if portable_cpu else {}), "FLWR_HOME": str(home),
+           "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    log.info("site %s: joining the coordinator at %s (%s, %s CPU arithmetic); Flower's state in %s; stop with Ctrl-C", site,
+             coordinator, ("TLS, signing in with " + str(private_key)) if ca_certificate and private_key else "TLS" if ca_certificate
+             else "no TLS", "portable" if portable_cpu else "native", home)
     process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
     previous = signal.signal(signal.SIGTERM, lambda *_: process.terminate())  # stopping this stops the SuperNode too
     try:

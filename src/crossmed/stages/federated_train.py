@@ -9,6 +9,7 @@ export and report run unchanged. MLflow gets one run for the federation (per-rou
 and received, seconds) and a nested run per site (its local training and validation figures).
 """
 
+import hashlib
 import json
 import logging
 import shutil
@@ -22,19 +23,21 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from crossmed.data.processed import ProcessedData, data_fingerprint
+from crossmed.data.task import Task
 from crossmed.devices import describe_device, resolve_device
 from crossmed.errors import ConfigError, CrossmedError
-from crossmed.federated.coordinator import FAILURE_FILE, PROGRESS_FILE, RESULT_FILE, STATE_FILE, FederationError
+from crossmed.federated.coordinator import (FAILURE_FILE, PROGRESS_FILE, RESULT_FILE, STATE_FILE, FederationError,
+                                            running_statistics_problem)
 from crossmed.federated.messages import STUDY_CONFIG_KEY, WORK_DIR_KEY, encode_study_config
 from crossmed.federated.plan import FederationPlan
-from crossmed.federated.processes import FINISHED, LocalFederation, ProcessExited, can_hide_folders
+from crossmed.federated.processes import FINISHED, LocalFederation, ProcessExited, RemoteFederation, can_hide_folders
 from crossmed.federated.security import make_trial_security
 from crossmed.federated.site_data import write_site_folders
 from crossmed.files import write_json_atomic
 from crossmed.model.checkpoint import save_checkpoint
 from crossmed.model.networks import build_network, fit_to_task
 from crossmed.reproducibility import describe, in_effect
-from crossmed.stages.train import checkpoint_info, log_data_card, run_tags, write_history
+from crossmed.stages.train import checkpoint_info, data_facts, log_data_card, run_tags, write_history
 from crossmed.tracking import (EPOCH, TRAINING, log_trained_model, metric_names, open_store, run_name, save_run_reference,
                                start_study_run, tag_file)
 from crossmed.training.resume import fingerprint
@@ -53,17 +56,25 @@ def run(cfg: DictConfig) -> dict:
     plan = FederationPlan.from_config(cfg)
     root = Path(cfg.paths.federation).resolve()
     work = root / "coordinator"
-    data = ProcessedData.load(cfg.paths.processed)
     arithmetic = describe(in_effect(cfg))
-    net_cfg = fit_to_task(cfg.model.net, data.task.channels, data.task.outputs, data.task.spatial_dims,
-                          tuple(data.images.shape[2:]))
-    if plan.privacy is not None:
-        _check_no_running_statistics(net_cfg)
-    folders = write_site_folders(cfg.paths.processed, root / "site_data", plan.sites)
-    data_sha256 = data_fingerprint(cfg.paths.processed)
+    if plan.superlink is None:  # a trial: this machine holds every site's data and plays every part
+        data = ProcessedData.load(cfg.paths.processed)
+        if plan.privacy is not None:
+            _check_no_running_statistics(_net_config(cfg, data_facts(data)))
+        folders = write_site_folders(cfg.paths.processed, root / "site_data", plan.sites)
+        data_sha256 = data_fingerprint(cfg.paths.processed)
+    else:  # a real coordinator holds no site's data: what it knows of the data is what the sites report when they join
+        if not Path(plan.superlink_ca).is_file():
+            raise ConfigError("train.federated.superlink_ca", f"{plan.superlink_ca}: no such file")
+        _federation(plan, root, None).check_reachable()  # before any MLflow run is opened
+        data, folders, data_sha256 = None, None, plan.superlink
     training_id = fingerprint(encode_study_config(cfg), data_sha256)  # what the rounds so far were trained from
     resuming = (work / STATE_FILE).is_file() and _recorded(root).get("fingerprint") == training_id
-    if not resuming:
+    if plan.superlink is not None:
+        # The data is the sites': only the coordinator can tell (from their reported hashes) whether its saved rounds
+        # still hold, so it keeps its state and decides; the MLflow runs are new and get every round it reports.
+        resuming = False
+    elif not resuming:
         (work / STATE_FILE).unlink(missing_ok=True)  # another config or other data: start again from round 1
     for stale in (RESULT_FILE, FAILURE_FILE) if resuming else (RESULT_FILE, FAILURE_FILE, PROGRESS_FILE):
         (work / stale).unlink(missing_ok=True)
@@ -76,12 +87,24 @@ def run(cfg: DictConfig) -> dict:
     started = time.perf_counter()
     previous_handler = signal.signal(signal.SIGTERM, _terminate)  # a terminated stage stops its processes too
     try:
-        security = make_trial_security(root / "security", plan.sites) if plan.tls else None
-        with LocalFederation(root / "processes", folders, hide_site_data=_hide(plan), security=security) as federation:
+        with _federation(plan, root, folders) as federation:
             run_id = federation.submit({STUDY_CONFIG_KEY: encode_study_config(cfg), WORK_DIR_KEY: str(work)})
-            _follow(federation, run_id, work, plan, runs)
+            try:
+                _follow(federation, run_id, work, plan, runs)
+            except BaseException:
+                if plan.superlink is not None:  # nothing here stops a remote coordinator's run: ask it to
+                    federation.stop_run(run_id)
+                raise
+        if not (work / RESULT_FILE).is_file():
+            raise CrossmedError(f"the coordinator finished run {run_id} but its result is not in {work}: run the stage on "
+                                f"the SuperLink's machine (its ServerApp writes there)")
         result = torch.load(work / RESULT_FILE, map_location="cpu", weights_only=False)
         _log_rounds(result["history"], runs, plan)
+        facts = data_facts(data) if data is not None else _reported_data(result["sites"], plan)
+        if data is None:  # the data tags and card the sites' reports give (counts and hashes only)
+            mlflow.set_tags(_reported_data_tags(result["sites"], plan))
+            mlflow.log_dict({site: result["sites"][site] for site in plan.sites}, "data/sites.json")
+        net_cfg = _net_config(cfg, facts)
         net = build_network(net_cfg)
         net.load_state_dict(result["weights"])
         best = next(r for r in result["history"] if r["round"] == result["best_round"])
@@ -93,7 +116,7 @@ def run(cfg: DictConfig) -> dict:
             last = result["history"][-1]
             federated["differential_privacy"] = {**plan.privacy.as_dict(), "epsilon": round(last["epsilon"], 4),
                                                  "releases": len(result["history"]), "unit": "site (one hospital's whole data)"}
-        info = {**checkpoint_info(cfg, data, net_cfg, arithmetic["arithmetic"]), "epoch": best["epoch"], "val_auc": best["val_auc"],
+        info = {**checkpoint_info(cfg, facts, net_cfg, arithmetic["arithmetic"]), "epoch": best["epoch"], "val_auc": best["val_auc"],
                 "federated": federated}
         save_checkpoint(cfg.paths.checkpoint, net, info)
         written = tag_file("checkpoint", cfg.paths.checkpoint)
@@ -121,14 +144,37 @@ def run(cfg: DictConfig) -> dict:
     return best
 
 
+def _federation(plan: FederationPlan, root: Path, folders: dict | None) -> LocalFederation | RemoteFederation:
+    """Return the federation to submit to: the coordinator at train.federated.superlink, else a trial on this machine."""
+    if plan.superlink is not None:
+        return RemoteFederation(root / "processes", plan.superlink, Path(plan.superlink_ca))
+    security = make_trial_security(root / "security", plan.sites) if plan.tls else None
+    return LocalFederation(root / "processes", folders, hide_site_data=_hide(plan), security=security)
+
+
+def _net_config(cfg: DictConfig, facts: dict) -> dict:
+    """Return the network config fitted to the data's task and image shape (`facts` as data_facts returns them)."""
+    task = Task.from_dict(facts["task"])
+    return fit_to_task(cfg.model.net, task.channels, task.outputs, task.spatial_dims, tuple(facts["image_shape"][1:]))
+
+
+def _reported_data(sites: dict[str, dict], plan: FederationPlan) -> dict:
+    """Return the data facts the training sites reported when they joined (the coordinator checked they agree)."""
+    return {key: sites[plan.sites[0]][key] for key in ("task", "image_shape", "preprocessing", "recipe")}
+
+
+def _reported_data_tags(sites: dict[str, dict], plan: FederationPlan) -> dict:
+    """Return the run's data tags from the sites' reports: the task, the sites, and one SHA-256 over their data hashes."""
+    digest = hashlib.sha256("".join(f"{site}:{sites[site]['data_sha256']};" for site in plan.sites).encode()).hexdigest()
+    return {"data.sha256": digest, "data.format": "reported by the sites", "study.task": sites[plan.sites[0]]["task"]["type"],
+            "study.sites": ",".join(plan.sites)}
+
+
 def _check_no_running_statistics(net_cfg: dict) -> None:
     """Raise ConfigError when the network keeps running statistics (BatchNorm), which DP noise would turn meaningless."""
-    net = build_network(net_cfg)
-    tracked = [name for name, module in net.named_modules() if getattr(module, "track_running_stats", False)]
-    if tracked:
-        raise ConfigError("train.federated.differential_privacy", f"the network keeps running statistics in {len(tracked)} "
-                          f"normalisation layers ({tracked[0]}, ...), which the noise would reach too; use a norm without "
-                          "them, e.g. -S model=vit_tiny (LayerNorm; MONAI's ResNet blocks keep BatchNorm whatever model.net.norm says)")
+    problem = running_statistics_problem(build_network(net_cfg))
+    if problem:
+        raise ConfigError("train.federated.differential_privacy", problem)
 
 
 def _terminate(signum, frame) -> None:
@@ -169,12 +215,15 @@ def _open_runs(cfg, root: Path, plan: FederationPlan, data, arithmetic: dict, da
         mlflow.start_run(run_id=runs["federation"])
         log.info("resuming the federation's MLflow run %s", runs["federation"])
     else:
-        device_info = {**describe_device(resolve_device(str(cfg.train.device))), "processes": len(plan.sites) + 1}
+        device_info = {**describe_device(resolve_device(str(cfg.train.device))),
+                       "processes": 1 if data is None else len(plan.sites) + 1}
         parent = start_study_run(cfg, run_name=run_name(f"{cfg.model.name} federated"),
-                                 extra_tags={**run_tags(cfg, data, device_info, arithmetic, data_sha256),
-                                             "federated.sites": ",".join(plan.sites), "federated.aggregation": plan.aggregation})
+                                 extra_tags={**run_tags(cfg, data, device_info, arithmetic, data_sha256 if data else None),
+                                             "federated.sites": ",".join(plan.sites), "federated.aggregation": plan.aggregation,
+                                             "federated.coordinator": plan.superlink or "this machine (trial)"})
         mlflow.log_params({"federated.rounds": plan.rounds, "federated.local_epochs": plan.local_epochs})
-        log_data_card(cfg.paths.processed, f"{cfg.study.name} processed", data_sha256)
+        if data is not None:
+            log_data_card(cfg.paths.processed, f"{cfg.study.name} processed", data_sha256)
         client = MlflowClient()
         sites = {site: client.create_run(parent.info.experiment_id, run_name=f"site {site}",
                                          tags={"mlflow.parentRunId": parent.info.run_id, "federated.site": site,

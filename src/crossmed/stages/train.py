@@ -72,7 +72,7 @@ def _train(cfg: DictConfig, ranks: Ranks, device, checkpoint_path: Path, history
              count_parameters(net), task.type, list(task.classes), len(train.labels), len(val.labels), device_info)
     log.info("seed %d, deterministic %s, %s", int(cfg.seed), cfg.train.deterministic,
              ", ".join(f"{k} {v}" for k, v in package_versions().items() if k in ("torch", "monai", "numpy")))
-    info = checkpoint_info(cfg, data, net_cfg, arithmetic["arithmetic"])
+    info = checkpoint_info(cfg, data_facts(data), net_cfg, arithmetic["arithmetic"])
     state_path = Path(cfg.paths.models) / "resume" / STATE_FILE
     state_id = fingerprint(STATE_FORMAT, OmegaConf.to_container(cfg.train, resolve=True), net_cfg, int(cfg.seed),
                            device.type, ranks.world_size, file_sha256(Path(cfg.paths.processed) / MANIFEST_FILE),
@@ -129,20 +129,29 @@ def _train(cfg: DictConfig, ranks: Ranks, device, checkpoint_path: Path, history
     return asdict(best)
 
 
-def checkpoint_info(cfg: DictConfig, data: ProcessedData, net_cfg: dict, arithmetic: str) -> dict:
-    """Return what a checkpoint records besides the weights: network config, task, input shape, preprocessing, classes."""
-    task = data.task
-    return {"model": {**OmegaConf.to_container(cfg.model, resolve=True), "net": net_cfg}, "task": task.as_dict(),
-            "input_shape": list(data.images.shape[1:]), "preprocessing": list(data.card["preprocessing"]),
-            "recipe": data.card.get("recipe"), "classes": list(task.classes), "arithmetic": arithmetic}
+def data_facts(data: ProcessedData) -> dict:
+    """Return what a model needs to know of its data: task, image shape, preprocessing and recipe (a site reports the same)."""
+    return {"task": data.task.as_dict(), "image_shape": list(data.images.shape[1:]),
+            "preprocessing": list(data.card["preprocessing"]), "recipe": data.card.get("recipe")}
 
 
-def run_tags(cfg: DictConfig, data: ProcessedData, device_info: dict, arithmetic: dict, data_sha256: str) -> dict:
-    """Return the tags of a training run: model, data source and format, task, sites, data hash, device, arithmetic."""
-    return {"model.name": cfg.model.name, "data.source": str(cfg.data.source), "data.format": data.card["source"]["type"],
-            "study.task": data.task.type, "study.sites": ",".join(data.card["sites"]), "train.strategy": str(cfg.train.strategy),
-            "data.sha256": data_sha256,  # what it read
+def checkpoint_info(cfg: DictConfig, facts: dict, net_cfg: dict, arithmetic: str) -> dict:
+    """Return what a checkpoint records besides the weights: network config, task, input shape, preprocessing, classes
+    (`facts` as data_facts returns them)."""
+    return {"model": {**OmegaConf.to_container(cfg.model, resolve=True), "net": net_cfg}, "task": facts["task"],
+            "input_shape": list(facts["image_shape"]), "preprocessing": list(facts["preprocessing"]),
+            "recipe": facts.get("recipe"), "classes": list(facts["task"]["classes"]), "arithmetic": arithmetic}
+
+
+def run_tags(cfg: DictConfig, data: ProcessedData | None, device_info: dict, arithmetic: dict, data_sha256: str | None) -> dict:
+    """Return the tags of a training run: model, data source and format, task, sites, data hash, device, arithmetic
+    (without the data's when `data` is None: a coordinator that holds none tags what the sites report)."""
+    tags = {"model.name": cfg.model.name, "data.source": str(cfg.data.source), "train.strategy": str(cfg.train.strategy),
             **{f"device.{k}": str(v) for k, v in device_info.items()}, **{f"numerics.{k}": v for k, v in arithmetic.items()}}
+    if data is not None:
+        tags.update({"data.format": data.card["source"]["type"], "study.task": data.task.type,
+                     "study.sites": ",".join(data.card["sites"]), "data.sha256": data_sha256})  # what it read
+    return tags
 
 
 def _open_run(cfg: DictConfig, resume: dict | None, data: ProcessedData, task, device_info: dict, arithmetic: dict,
