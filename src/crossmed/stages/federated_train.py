@@ -218,7 +218,7 @@ def _open_runs(cfg, root: Path, plan: FederationPlan, data, arithmetic: dict, da
         device_info = {**describe_device(resolve_device(str(cfg.train.device))),
                        "processes": 1 if data is None else len(plan.sites) + 1}
         parent = start_study_run(cfg, run_name=run_name(f"{cfg.model.name} federated"),
-                                 extra_tags={**run_tags(cfg, data, device_info, arithmetic, data_sha256 if data else None),
+                                 extra_tags={**run_tags(cfg, data, device_info, arithmetic, data_sha256 if data is not None else None),
                                              "federated.sites": ",".join(plan.sites), "federated.aggregation": plan.aggregation,
                                              "federated.coordinator": plan.superlink or "this machine (trial)"})
         mlflow.log_params({"federated.rounds": plan.rounds, "federated.local_epochs": plan.local_epochs})
