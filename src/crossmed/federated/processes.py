@@ -1,4 +1,5 @@
-"""A federation on this machine: a Flower SuperLink (the coordinator) and one SuperNode per site, as real processes.
+"""A federation on this machine (a Flower SuperLink, the coordinator, and one SuperNode per site, as real processes),
+or the connection to a coordinator that already runs elsewhere (RemoteFederation).
 
 Each process gets its own FLWR_HOME and log file under the federation's folder; ports are free loopback ports. The
 `flwr` CLI submits the run and reports its status. Flower starts the ServerApp and each round's ClientApp as

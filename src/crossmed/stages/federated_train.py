@@ -1,9 +1,11 @@
 """Stage `train` with train.strategy=federated: a Flower federation on this machine, then the same outputs as centralised training.
 
-The stage plays every part of a federation that a real study spreads over hospitals: it cuts the processed data into
-one folder per training site (what each hospital's own preprocess would have written), starts the coordinator (a
-Flower SuperLink) and one site process per site (SuperNodes, each given only its own folder), submits crossmed's
-Flower app and follows the rounds. It writes paths.checkpoint (the best round's global weights by the sites'
+As a trial, the stage plays every part of a federation that a real study spreads over hospitals: it cuts the processed
+data into one folder per training site (what each hospital's own preprocess would have written), starts the
+coordinator (a Flower SuperLink) and one site process per site (SuperNodes, each given only its own folder), submits
+crossmed's Flower app and follows the rounds. With train.federated.superlink it submits to a coordinator that already
+runs and that the sites joined themselves (`crossmed site join`), reading no data: what it records of the data is what
+the sites reported. It writes paths.checkpoint (the best round's global weights by the sites'
 validation), paths.history (one row per round) and paths.training_run like centralised training, so evaluate,
 export and report run unchanged. MLflow gets one run for the federation (per-round global validation, bytes sent
 and received, seconds) and a nested run per site (its local training and validation figures).
