@@ -29,10 +29,10 @@ stamp="$VENV/.crossmed-install-stamp"
 wanted=$(cat pyproject.toml constraints.txt | sha1sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
   echo "[bootstrap] installing torch==2.13.0 (CPU wheel) first, then crossmed with constraints.txt"
-  # --no-compile: Python compiles what it imports on first use; compiling every installed module up front (torch,
-  # mlflow, ...) doubled the install time on a 2-core machine (213 s -> 103 s without it).
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-compile torch==2.13.0
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-compile -c constraints.txt -e '.[dev]'
+  # Byte-compiled at install (pip's default), not on first import: where PYTHONDONTWRITEBYTECODE is set (CI is such a
+  # place) nothing would ever be cached, and every stage and Flower process would compile torch, MONAI and MLflow again.
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check torch==2.13.0
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
   echo "$wanted" > "$stamp"
 else
   echo "[bootstrap] $VENV is up to date"
