@@ -56,7 +56,8 @@ case "$task" in
   test)
     # Two workers (pytest-xdist), one test file each at a time: much of the suite is single-threaded (portable CPU
     # arithmetic, DVC and Flower processes waiting on each other), so two files at once use both cores.
+    # Files go out in the order tests/conftest.py sets (the longest first; --no-loadscope-reorder keeps it).
     # CROSSMED_TEST_WORKERS=0 runs in one process.
-    exec python -m pytest -n "${CROSSMED_TEST_WORKERS:-2}" --dist loadfile "$@" ;;
+    exec python -m pytest -n "${CROSSMED_TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder "$@" ;;
   *) usage ;;
 esac
