@@ -14,7 +14,8 @@ SHARED = REPO.parent / "shared"
 # The longest test files, longest first (minutes on the 2-core CI machine), so that with two xdist workers
 # (--dist loadfile --no-loadscope-reorder, scripts/bootstrap.sh) the short files fill in around them instead of the
 # 15-minute e2e file starting last and running alone (xdist's own order is by test count). The first two slow each
-# other down while they run together (both start many processes): 23 min of pytest on CI, ~28+ min in xdist's order.
+# other down while they run together (both start many processes): 23 min of pytest on CI; in xdist's order the
+# e2e file was still running after 24 min.
 LONGEST_FILES_FIRST = ("test_pipeline_e2e.py", "test_federated.py", "test_mlflow_store.py", "test_reproducibility.py",
                        "test_export_predict.py", "test_resume.py")
 
