@@ -39,14 +39,20 @@ else
 fi
 export PATH="$PWD/$VENV/bin:$PATH"
 
-# System packages the tests use: Chromium renders the `dvc plots show` page headless.
-if [ "$task" = test ] && ! command -v chromium >/dev/null 2>&1; then
+# System packages the tests use: Chromium renders the `dvc plots show` page headless; PostgreSQL's server backs the
+# shared MLflow set-up (`crossmed tracking up`, its tests start it on 127.0.0.1 as the postgres user).
+apt_install() {  # package, what it is for, the command that shows it is there
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "[bootstrap] installing chromium (apt-get) for the plots-page test"
-    apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }
+    echo "[bootstrap] installing $1 (apt-get) for $2"
+    apt-get install -y -q "$1" >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q "$1" >/dev/null; }
   else
-    echo "[bootstrap] chromium not found: install it (Debian/Ubuntu: apt-get install chromium) or its test is skipped" >&2
+    echo "[bootstrap] $1 not found: install it (Debian/Ubuntu: apt-get install $1) or $2 is skipped" >&2
   fi
+}
+if [ "$task" = test ]; then
+  command -v chromium >/dev/null 2>&1 || apt_install chromium "the plots-page test"
+  command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 \
+    || apt_install postgresql "the shared-tracking tests"
 fi
 
 case "$task" in

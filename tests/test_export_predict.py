@@ -5,7 +5,6 @@ import base64
 import json
 import shutil
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from crossmed.errors import ConfigError
 from crossmed.export.torchscript import ParityError
 from crossmed.inference.exported import ExportedModel
 from crossmed.inference.predict import predict_files
+from crossmed.ports import free_port
 
 CLI = [sys.executable, "-m", "crossmed.cli"]
 
@@ -251,15 +251,9 @@ def test_perturbed_artifacts_fail_the_parity_check(trained_study, tmp_path):
         check_parity(net, tmp_path / "perturbed.ts", images, 1e-5)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_mlflow_models_serve_answers_invocations(trained_study, tmp_path):
-    port, dicom = _free_port(), _deidentified_dicoms(trained_study, "EE", 1)[0]
+    port, dicom = free_port(), _deidentified_dicoms(trained_study, "EE", 1)[0]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "MLFLOW_TRACKING_URI": trained_study.mlflow.tracking_uri}
     server = subprocess.Popen([*CLI, "serve", str(_export(trained_study) / "mlflow_model"), "-p", str(port),
                                "--max-request-mb", "1"], env=env,

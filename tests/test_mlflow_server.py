@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,17 +12,12 @@ import mlflow
 import pytest
 
 from conftest import REPO
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from crossmed.ports import free_port
 
 
 @pytest.fixture
 def mlflow_server(tmp_path):
-    port = _free_port()
+    port = free_port()
     mlflow_cli = Path(sys.executable).parent / "mlflow"
     server = subprocess.Popen(
         [str(mlflow_cli), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",

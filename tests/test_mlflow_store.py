@@ -4,7 +4,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -15,12 +14,7 @@ import mlflow
 import pytest
 
 from crossmed.mlflow_store import relocate
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from crossmed.ports import free_port
 
 
 def _get(url: str, deadline: float) -> bytes:
@@ -50,7 +44,7 @@ def test_a_copied_checkout_shows_its_artifacts_and_loads_its_model_after_the_ori
     run_id = runs[0].info.run_id
     assert client.list_artifacts(run_id) == [], "control: the copy's store still points into the deleted original"
 
-    port = _free_port()
+    port = free_port()
     ui = subprocess.Popen([sys.executable, "-m", "crossmed.cli", "ui", "--store", str(store), "--port", str(port)],
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:

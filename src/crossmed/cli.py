@@ -1,4 +1,4 @@
-"""The `crossmed` command: de-identify, keygen, params.yaml, sweeps, predict, validate and serve an export, bundle check, MLflow UI, a federation site."""
+"""The `crossmed` command: de-identify, keygen, params.yaml, sweeps, predict, validate and serve an export, bundle check, MLflow UI, a federation site, the shared tracking set-up."""
 
 import argparse
 import json
@@ -376,6 +376,10 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     ui.add_argument("--port", type=int, default=5000, help="port (default 5000)")
     ui.set_defaults(handler=_ui)
+
+    from crossmed.shared_tracking.command import add_parser as add_tracking_parser
+
+    add_tracking_parser(sub)
     return parser
 
 

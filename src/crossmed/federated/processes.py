@@ -13,7 +13,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from crossmed.errors import CrossmedError
 from crossmed.federated.security import Security
 from crossmed.federated.site_process import OFFLINE_ENV, supernode_command
 from crossmed.files import write_json_atomic
+from crossmed.ports import free_port, listening
 
 log = logging.getLogger("crossmed.federated")
 CONNECTION = "crossmed"  # the CLI's name for the SuperLink connection
@@ -34,19 +34,6 @@ START_TIMEOUT_S = 60
 FINISHED = "finished:"
 PIDS_FILE = "pids.json"  # the running processes, so a later run can stop what a killed one left
 EXIT_GRACE_S = 5.0  # how long a failed call to the SuperLink waits for the process that broke it to be seen exiting
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(0.5)
-        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 @dataclass
@@ -202,7 +189,7 @@ class LocalFederation(SuperLinkControl):
                                            "--disable-runtime-dependency-installation"], self.root / "coordinator" / "flwr",
                            hide=[Path(f).resolve() for f in self.sites.values()] if self.hide_site_data else None)
         deadline = time.monotonic() + START_TIMEOUT_S
-        while not _listening(self.port):
+        while not listening(self.port):
             if link.popen.poll() is not None or time.monotonic() > deadline:
                 raise CrossmedError(f"the coordinator (Flower SuperLink) did not start on 127.0.0.1:{self.port}; "
                                     f"its log {link.log_path} ends:\n{link.tail()}")

@@ -47,7 +47,7 @@ def join_federation(site: str, folder: str | Path, coordinator: str, ca_certific
     With `portable_cpu` the site trains in the portable CPU arithmetic (crossmed.reproducibility.PORTABLE_ENV, what
     reproducibility.cpu=portable gives a stage), so a rerun of the federation gives the same weights on any CPU.
     """
-    from crossmed.federated.processes import free_port
+    from crossmed.ports import free_port
     from crossmed.reproducibility import PORTABLE_ENV
 
     for option, path in (("--ca", ca_certificate), ("--key", private_key)):

@@ -1,0 +1,81 @@
+"""Background servers that outlive the command that started them: start with a log file, recognise by pid and start
+time (a reused pid is not ours), stop the whole process group."""
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable
+
+STOP_GRACE_S = 15.0
+
+
+def _start_ticks(pid: int) -> int | None:
+    """Return when process `pid` started (clock ticks since boot, /proc/<pid>/stat), or None if there is none."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def start(command: list[str], log_file: Path, env: dict) -> dict:
+    """Start `command` in its own session, output appended to `log_file`; return its record {pid, started, log}."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("ab") as output:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+                                   env=env, start_new_session=True, cwd=log_file.parent)
+    return {"pid": process.pid, "started": _start_ticks(process.pid), "log": str(log_file)}
+
+
+def alive(record: dict | None) -> bool:
+    """Return whether the process of a record still runs (the same process: its start time matches)."""
+    if not record:
+        return False
+    ticks = _start_ticks(record["pid"])
+    if ticks is None or ticks != record.get("started"):
+        return False
+    state = Path(f"/proc/{record['pid']}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return state != "Z"
+
+
+def stop(record: dict | None, grace_s: float = STOP_GRACE_S) -> None:
+    """Stop a recorded server and its children: SIGTERM to its process group, SIGKILL after `grace_s`."""
+    if not alive(record):
+        return
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(record["pid"], sig)
+        except ProcessLookupError:
+            return
+        if wait_until(lambda: not alive(record), wait_s):
+            _reap(record["pid"])
+            return
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status of a child of this process (a server started in this process), if it is one."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, interval_s: float = 0.2) -> bool:
+    """Poll `condition` until it holds or `timeout_s` passes; return whether it held."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if condition():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval_s)
+
+
+def log_tail(record: dict, lines: int = 25) -> str:
+    """Return the last lines of a server's log file."""
+    try:
+        return "\n".join(Path(record["log"]).read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""

@@ -1,0 +1,27 @@
+"""The team's DVC remote on the shared S3 store, written to the project's .dvc/config.local (git-ignored by DVC):
+the address, endpoint and keys stay on this machine and out of every commit."""
+
+from pathlib import Path
+
+from crossmed.errors import CrossmedError
+from crossmed.shared_tracking.object_store import S3Store
+
+REMOTE = "shared"
+
+
+def configure(project: str | Path, store: S3Store, name: str = REMOTE, default: bool = True) -> Path:
+    """Add (or replace) remote `name` = the store's dvc/ prefix in the project's local DVC config; return that file."""
+    from dvc.exceptions import NotDvcRepoError
+    from dvc.repo import Repo
+
+    try:
+        repo = Repo(str(project))
+    except NotDvcRepoError as err:
+        raise CrossmedError(f"{project}: not a DVC project ({err})") from err
+    with repo.config.edit("local") as config:
+        config["remote"][name] = {"url": store.dvc_url, "endpointurl": store.endpoint_url, "region": store.region,
+                                  "access_key_id": store.access_key_id, "secret_access_key": store.secret_access_key}
+        if default:
+            config["core"]["remote"] = name
+    repo.close()
+    return Path(repo.dvc_dir) / "config.local"
