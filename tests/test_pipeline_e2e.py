@@ -1,4 +1,5 @@
-"""The real DVC pipeline, end to end, in a fresh git repository: dvc repro, a no-op repro, dvc exp run."""
+"""The real DVC pipeline, end to end, in a fresh git repository: dvc repro, a no-op repro, dvc exp run, and a site's
+run against the team's shared set-up (MLflow on PostgreSQL with accounts, the S3 store and DVC remote)."""
 
 import hashlib
 import json
@@ -17,38 +18,23 @@ import pytest
 import yaml
 
 from conftest import REPO
+from crossmed.shared_tracking.accounts import signed_in
+from crossmed.shared_tracking.home import TrackingHome
+from crossmed.shared_tracking.stack import s3_store
+from study_repos import GIT, smoke_study_repo
+from study_repos import sh as _sh
+from tracking_servers import Stack, tracking_cli
 from crossmed.data.processed import data_fingerprint
-
-
-def _sh(args, cwd, timeout=900):
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result.stdout + result.stderr
 
 
 @pytest.fixture(scope="module")
 def study_repo(tmp_path_factory):
     """A copy of the project's tracked files in a new git repo, with params.yaml composed for the smoke experiment."""
-    from dvc.utils.hydra import compose_and_dump
-
-    repo = tmp_path_factory.mktemp("e2e") / "crossmed"
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split("\0")
-    for name in filter(None, files):
-        if (REPO / name).is_file():
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, repo / name)
-    compose_and_dump(repo / "params.yaml", str(repo / "conf"), None, "config", str(repo), ["experiment=smoke"])
-    git = ["git", "-c", "user.name=crossmed-test", "-c", "user.email=test@crossmed.invalid"]
-    _sh(["git", "init", "-q", "-b", "main"], repo)
-    _sh([*git, "add", "-A"], repo)
-    _sh([*git, "commit", "-q", "-m", "smoke study"], repo)
+    repo = smoke_study_repo(tmp_path_factory.mktemp("e2e") / "crossmed")
     output = _sh(["dvc", "repro"], repo)
-    _sh([*git, "add", "-A"], repo)
-    _sh([*git, "commit", "-q", "-m", "dvc.lock"], repo)
-    return repo, output, git
+    _sh([*GIT, "add", "-A"], repo)
+    _sh([*GIT, "commit", "-q", "-m", "dvc.lock"], repo)
+    return repo, output, GIT
 
 
 @pytest.mark.slow
@@ -247,12 +233,32 @@ def test_random_search_queues_named_experiments(study_repo):
 @pytest.mark.slow
 def test_no_raw_value_or_key_reaches_the_cache_a_remote_or_any_output(study_repo, tmp_path):
     """Push to a DVC remote as a study team would, then search every byte that could leave the site."""
-    from crossmed.deid.leak_scan import dicom_values, scan_files, table_values
+    from crossmed.deid.leak_scan import scan_files
 
     repo, repro_log, _ = study_repo
     _sh(["dvc", "remote", "add", "--local", "-d", "team", str(tmp_path / "remote")], repo)
     # Every commit's outputs, as a team shares its history (the workspace may hold a later experiment by now).
     (tmp_path / "logs.txt").write_text(repro_log + _sh(["dvc", "push", "--all-commits"], repo), encoding="utf-8")
+    raw, site = repo / "data" / "raw", repo / "data" / "site"
+    values, secrets = _site_only_values(repo)
+    assert len(values) > 200 and len(secrets) == 4
+    assert not any(p.is_relative_to(raw) or p.is_relative_to(site) for p in map(Path, _tracked_by_dvc(repo)))
+    shared = [tmp_path / "remote", tmp_path / "logs.txt", repo / ".dvc" / "cache", repo / "experiments", repo / "models",
+              repo / "data", repo / "dvc.lock", repo / "params.yaml"]
+    result = scan_files(shared, values, secrets=secrets, skip=(raw, site), published=(repo / "src",))
+    assert result.files > 100 and result.bytes > 1_000_000
+    assert result.hits == {}, f"{len(result.hits)} file(s) hold raw values: {dict(list(result.hits.items())[:5])}"
+    import pydicom
+
+    pushed = [p for p in (tmp_path / "remote").rglob("*") if p.is_file() and p.read_bytes()[128:132] == b"DICM"]
+    assert pushed and all(pydicom.dcmread(p, stop_before_pixels=True).PatientIdentityRemoved == "YES" for p in pushed)
+
+
+def _site_only_values(repo: Path) -> tuple[set[str], tuple[bytes, ...]]:
+    """Return what must never leave the site: every value of the raw DICOM files and labels, and the site keys
+    (as text and as bytes)."""
+    from crossmed.deid.leak_scan import dicom_values, table_values
+
     raw, site = repo / "data" / "raw", repo / "data" / "site"
     values = set()
     for path in raw.rglob("*.dcm"):
@@ -260,18 +266,7 @@ def test_no_raw_value_or_key_reaches_the_cache_a_remote_or_any_output(study_repo
     for labels in raw.glob("*/labels.csv"):
         values |= table_values(labels, ("patient_id", "patient_name"))
     keys = [key.read_text().strip().encode() for key in (site / "keys").glob("*.key")]
-    assert len(values) > 200 and len(keys) == 2
-    assert not any(p.is_relative_to(raw) or p.is_relative_to(site) for p in map(Path, _tracked_by_dvc(repo)))
-    shared = [tmp_path / "remote", tmp_path / "logs.txt", repo / ".dvc" / "cache", repo / "experiments", repo / "models",
-              repo / "data", repo / "dvc.lock", repo / "params.yaml"]
-    result = scan_files(shared, values, secrets=(*keys, *(bytes.fromhex(k.decode()) for k in keys)), skip=(raw, site),
-                        published=(repo / "src",))
-    assert result.files > 100 and result.bytes > 1_000_000
-    assert result.hits == {}, f"{len(result.hits)} file(s) hold raw values: {dict(list(result.hits.items())[:5])}"
-    import pydicom
-
-    pushed = [p for p in (tmp_path / "remote").rglob("*") if p.is_file() and p.read_bytes()[128:132] == b"DICM"]
-    assert pushed and all(pydicom.dcmread(p, stop_before_pixels=True).PatientIdentityRemoved == "YES" for p in pushed)
+    return values, (*keys, *(bytes.fromhex(k.decode()) for k in keys))
 
 
 def _out_md5(lock_stages: dict, path: str) -> str:
@@ -336,3 +331,107 @@ def test_dvc_exp_run_trains_by_federation_and_the_later_stages_take_its_model(st
         per_class = test.groupby("label")["patient_id"].nunique()
         reportable = len(per_class) == 2 and per_class.min() >= 2  # experiment=smoke: min_patients 2
         assert (f"| {site} | internal test |" in report) == reportable, (site, per_class.to_dict())
+
+
+# The team's shared set-up: a site logs to the shared MLflow server, the team shares outputs through the S3 remote.
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def team(study_repo, tmp_path_factory):
+    """The shared set-up (PostgreSQL, moto S3, MLflow with basic auth) with user KR, and KR's `dvc exp run` of the
+    study (one epoch, through export) logging to it, committed afterwards as a team member would."""
+    if shutil.which("pg_ctl") is None and not list(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl")):
+        pytest.skip("PostgreSQL's server is not installed (scripts/bootstrap.sh test installs it)")
+    repo, _, _ = study_repo
+    stack = Stack(tmp_path_factory.mktemp("tracking") / "home")
+    try:
+        kr = stack.add_user("KR")
+        output = _sh(["dvc", "exp", "run", "-n", "kr-shared", "-S", "experiment=smoke", "-S", "train.max_epochs=1",
+                      "-S", "train.learning_rate=0.005",  # new weights, so evaluate and export run again
+                      "export"], repo, env=kr)
+        _sh([*GIT, "add", "-A"], repo)
+        _sh([*GIT, "commit", "-q", "-m", "the smoke study, trained against the shared server"], repo)
+        yield stack, kr, repo, output
+    finally:
+        stack.down("--delete-data")
+
+
+def _training_run(stack, kr, repo):
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    with signed_in(kr["MLFLOW_TRACKING_USERNAME"], kr["MLFLOW_TRACKING_PASSWORD"]):
+        client = mlflow.MlflowClient(stack.uri)
+        experiment = client.get_experiment_by_name(params["mlflow"]["experiment_name"])
+        runs = client.search_runs([experiment.experiment_id], "tags.`dvc.experiment` = 'kr-shared'")
+    assert len(runs) == 1
+    return runs[0], params
+
+
+@pytest.mark.slow
+def test_a_sites_exp_run_records_its_run_artifacts_and_model_on_the_shared_server(team):
+    stack, kr, repo, output = team
+    run, params = _training_run(stack, kr, repo)
+    for stage in ("train", "evaluate", "export"):
+        assert f"Running stage '{stage}'" in output, output[-3000:]
+    assert run.info.status == "FINISHED" and "internal_test/auc" in run.data.metrics, output[-3000:]
+    assert run.data.tags["checkpoint.sha256"] == _sha256((repo / "models" / "checkpoint.pt").read_bytes())
+    assert json.loads((repo / "experiments" / "train" / "mlflow_run.json").read_text())["tracking_uri"] == stack.uri
+
+    store = s3_store(TrackingHome(stack.home), stack.state)
+    prefix = f"mlartifacts/{run.info.experiment_id}/{run.info.run_id}/artifacts/"
+    in_bucket = {key.removeprefix(prefix): key for key in store.objects(prefix)}
+    local = {"training/history.csv": repo / "experiments" / "train" / "history.csv",
+             "data/data_card.json": repo / "data" / "processed" / "data_card.json",
+             "evaluation/metrics_all.json": repo / "experiments" / "evaluation" / "metrics_all.json"}
+    assert set(local) <= set(in_bucket), sorted(in_bucket)
+    for path, file in local.items():
+        body = store.client().get_object(Bucket=store.bucket, Key=in_bucket[path])["Body"].read()
+        assert _sha256(body) == _sha256(file.read_bytes()), f"{path} in the bucket differs from {file}"
+
+    name = params["export"]["registered_name"]
+    image = next((repo / "data" / "deidentified").rglob("*.dcm")).read_bytes()
+    frame = pd.DataFrame({"image": [image]})
+    with signed_in(kr["MLFLOW_TRACKING_USERNAME"], kr["MLFLOW_TRACKING_PASSWORD"]):
+        mlflow.set_tracking_uri(stack.uri)
+        version = mlflow.MlflowClient(stack.uri).search_model_versions(f"name='{name}'")[0]
+        assert version.tags["training_run"] == run.info.run_id
+        served = mlflow.pyfunc.load_model(f"models:/{name}/{version.version}").predict(frame)
+    here = mlflow.pyfunc.load_model(str(repo / "models" / "export" / "mlflow_model")).predict(frame)
+    assert served.iloc[0].to_dict() == here.iloc[0].to_dict()
+
+
+@pytest.mark.slow
+def test_dvc_push_then_pull_into_a_fresh_clone_reproduces_the_outputs_and_the_bucket_holds_no_phi(team, tmp_path):
+    from crossmed.deid.leak_scan import scan_files
+
+    stack, kr, repo, _ = team
+    tracking_cli(stack.home, "remote", "--project", str(repo))
+    assert "secret_access_key" in (repo / ".dvc" / "config.local").read_text()
+    assert "secret_access_key" not in (repo / ".dvc" / "config").read_text()
+    assert _sh(["git", "status", "--porcelain"], repo) == "", "configuring the remote changed no tracked file"
+    _sh(["dvc", "push"], repo)
+
+    clone = tmp_path / "clone"
+    _sh(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
+    tracking_cli(stack.home, "remote", "--project", str(clone))
+    _sh(["dvc", "pull"], clone)
+    # The clone's stages stand as the pushing checkout's do, but for the raw data, which never leaves the site.
+    status = json.loads(_sh(["dvc", "status", "--json"], clone))
+    raw_only = {stage for stage, entries in status.items() if all(json.dumps(e).count("data/raw") == 1 for e in entries)}
+    assert raw_only == {"synthesize", "deidentify", "preprocess"}, status
+    assert {k: v for k, v in status.items() if k not in raw_only} == json.loads(_sh(["dvc", "status", "--json"], repo))
+    for output in ("models/checkpoint.pt", "experiments/metrics.json", "models/export/model/model.onnx",
+                   "data/processed/images.npy"):
+        assert (clone / output).read_bytes() == (repo / output).read_bytes(), output
+
+    store = s3_store(TrackingHome(stack.home), stack.state)
+    copy = tmp_path / "bucket"
+    for key in store.objects():
+        (copy / key).parent.mkdir(parents=True, exist_ok=True)
+        store.client().download_file(store.bucket, key, str(copy / key))
+    values, secrets = _site_only_values(repo)
+    result = scan_files([copy], values, secrets=secrets, published=(repo / "src",))
+    assert result.files > 50 and len(values) > 100
+    assert result.hits == {}, f"{len(result.hits)} object(s) hold raw values: {dict(list(result.hits.items())[:5])}"

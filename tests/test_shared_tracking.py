@@ -4,7 +4,10 @@ who can read what, where artifacts and secrets go, and what survives a restart."
 import hashlib
 import os
 import shutil
+import signal
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import mlflow
@@ -17,7 +20,9 @@ from crossmed.shared_tracking.accounts import signed_in
 from crossmed.shared_tracking.home import TrackingHome
 from crossmed.shared_tracking.postgres import Postgres
 from crossmed.shared_tracking.stack import s3_store
-from tracking_servers import Stack
+from conftest import REPO, tiny_config
+from omegaconf import OmegaConf
+from tracking_servers import Stack, tracking_cli
 
 pytestmark = pytest.mark.skipif(shutil.which("pg_ctl") is None and not list(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl")),
                                 reason="PostgreSQL's server is not installed (scripts/bootstrap.sh test installs it)")
@@ -30,8 +35,6 @@ def stack(tmp_path_factory):
     stack = Stack(tmp_path_factory.mktemp("tracking") / "home")
     try:
         stack.users = {site: stack.add_user(site) for site in ("KR", "EE")}
-        from tracking_servers import tracking_cli
-
         tracking_cli(stack.home, "grant", "KR", "EDIT", "--experiment", "study-shared", "--create")
         tracking_cli(stack.home, "grant", "EE", "READ", "--experiment", "study-shared")
         artifact = tmp_path_factory.mktemp("artifact") / "notes.txt"
@@ -130,6 +133,61 @@ def test_artifacts_land_in_the_bucket_through_the_proxy_and_secrets_stay_in_owne
         assert not any(password.encode() in p.read_bytes() for p in readable if p.is_file()), "a password in a log"
         assert not any(password.encode() in line for line in cmdlines), "a password on a command line"
         assert password not in stack.up_output.stdout + stack.up_output.stderr
+
+
+def _train(config: Path, env: dict, pause_at: str | None = None, while_paused=None) -> tuple[int, str]:
+    """Run the train stage in its own process as a site would; at the log line `pause_at`, stop it (SIGSTOP), call
+    `while_paused`, and let it go on. Return (exit code, log)."""
+    process = subprocess.Popen([sys.executable, str(REPO / "pipelines" / "train.py"), "--config-dir", str(config.parent),
+                                "--config-name", config.stem], stderr=subprocess.PIPE, text=True, cwd=config.parent,
+                               env={**os.environ, **env, "PYTHONUNBUFFERED": "1"})
+    lines = []
+    for line in process.stderr:
+        lines.append(line)
+        if pause_at and pause_at in line:
+            process.send_signal(signal.SIGSTOP)
+            while_paused()
+            process.send_signal(signal.SIGCONT)
+            pause_at = None
+    return process.wait(timeout=600), "".join(lines)
+
+
+@pytest.mark.slow
+def test_a_training_whose_server_is_killed_stops_clearly_and_its_rerun_resumes_the_same_run(stack, tiny_study, tmp_path):
+    """MLflow killed after epoch 1 of 3: the stage names the run and what it kept; after `up`, a rerun resumes the run
+    and the training, and the run ends FINISHED with every epoch recorded once."""
+    cfg = tiny_config(tmp_path / "study", "device=cpu", "train.max_epochs=3", "train.batch_size=8")
+    cfg.paths.processed = tiny_study.paths.processed
+    cfg.mlflow.experiment_name = "kr-interrupted"
+    OmegaConf.save(cfg, tmp_path / "train.yaml")
+    site = {**stack.users["KR"], "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+
+    def kill_mlflow():
+        record = stack.state["processes"]["mlflow"]
+        os.killpg(record["pid"], signal.SIGKILL)
+        assert daemons.wait_until(lambda: not daemons.alive(record), 20)
+
+    code, log = _train(tmp_path / "train.yaml", site, pause_at="epoch 1/3 done", while_paused=kill_mlflow)
+    assert code != 0, log[-3000:]
+    assert (tmp_path / "study" / "experiments" / "train" / "mlflow_run.json").is_file(), log[-3000:]
+    reference = (tmp_path / "study" / "experiments" / "train" / "mlflow_run.json").read_text()
+    run_id = OmegaConf.create(reference).run_id
+    assert f"the MLflow server at {stack.uri} stopped answering during run {run_id}" in log, log[-3000:]
+    assert "shows RUNNING there" in log and "resumes this run and the training after epoch" in log, log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
+
+    tracking_cli(stack.home, "up")  # MLflow again, on the same port; PostgreSQL and S3 kept running
+    with signed_in("KR", stack.users["KR"]["MLFLOW_TRACKING_PASSWORD"]):
+        client = mlflow.MlflowClient(stack.uri)
+        assert client.get_run(run_id).info.status == "RUNNING"  # as the message said
+        code, log = _train(tmp_path / "train.yaml", stack.users["KR"])
+        assert code == 0, log[-3000:]
+        assert "resum" in log
+        run = client.get_run(run_id)
+        steps = [m.step for m in client.get_metric_history(run_id, "epoch/train_loss")]
+    assert run.info.status == "FINISHED" and sorted(steps) == [1, 2, 3], (run.info.status, steps)
+    assert run.data.tags["checkpoint.sha256"] == hashlib.sha256(
+        (tmp_path / "study" / "models" / "checkpoint.pt").read_bytes()).hexdigest()
 
 
 def _every_run(stack) -> set[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import mlflow
 from omegaconf import DictConfig, OmegaConf
 
-from crossmed.errors import InputError
+from crossmed.errors import CrossmedError, InputError
 from crossmed.files import write_json_atomic
 from crossmed.mlflow_store import artifact_root, local_database, relocate
 from crossmed.shareable_config import shareable
@@ -67,7 +67,8 @@ def _experiment_id(name: str, description: str) -> str:
     if experiment is None:
         experiment_id = mlflow.create_experiment(name, artifact_location=local_artifact_location(mlflow.get_tracking_uri()),
                                                  tags={**EXPERIMENT_KIND, "mlflow.note.content": description})
-        _drop_empty_default_experiment()
+        if local_database(mlflow.get_tracking_uri()) is not None:  # a shared server's Default is its admin's
+            _drop_empty_default_experiment()
         return experiment_id
     if experiment.tags.get("mlflow.experimentKind") != EXPERIMENT_KIND["mlflow.experimentKind"]:
         mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, "mlflow.experimentKind",
@@ -96,8 +97,11 @@ def local_artifact_location(uri: str) -> str | None:
 
 def open_store(configured: str) -> str:
     """Set the tracking URI (see tracking_uri) and, for a local store that was moved or copied, relocate its artifact
-    locations to the folder beside it; return the URI."""
+    locations to the folder beside it; return the URI. A server that does not answer is a TrackingLost error."""
     uri = tracking_uri(configured)
+    if not server_answers(uri):
+        raise TrackingLost(f"the MLflow server at {uri} does not answer ({uri.rstrip('/')}/health): start it (a shared "
+                           "set-up: crossmed tracking up) or unset MLFLOW_TRACKING_URI to use the local store")
     relocate(uri)
     mlflow.set_tracking_uri(uri)
     return uri
@@ -247,3 +251,56 @@ def resume_run(reference_file: str | Path, checkpoint_path: str | Path, configur
     open_store(configured_uri)
     with mlflow.start_run(run_id=training_run_id(reference_file, checkpoint_path)) as run:
         yield run
+
+
+class TrackingLost(CrossmedError):
+    """The MLflow server stopped answering during a run: says which run, what was kept and how to go on."""
+
+
+def server_answers(uri: str) -> bool:
+    """Return whether the tracking store answers: an http(s) server's /health, always True for a local store."""
+    import urllib.error
+    import urllib.request
+
+    if not uri.startswith(("http://", "https://")):
+        return True
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=10) as response:
+            return response.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+@contextmanager
+def one_try(timeout_s: int = 10):
+    """Make MLflow's HTTP calls in this block try once, for `timeout_s` at most (no retries with back-off)."""
+    saved = {key: os.environ.get(key) for key in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
+    os.environ.update({"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout_s)})
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def end_failed_run() -> bool:
+    """Mark the active run FAILED; return False when the store cannot be reached (the run then stays RUNNING there)."""
+    try:
+        with one_try():
+            mlflow.end_run(status="FAILED")
+        return True
+    except Exception as err:  # the store is gone: what the caller reports instead
+        log.debug("could not mark the run FAILED: %s", err)
+        return False
+
+
+def tracking_lost(run_id: str, recorded: bool, kept: str) -> TrackingLost:
+    """Return the error a stage stops with when the tracking server went away during run `run_id`: `recorded` says
+    whether the run could still be marked FAILED, `kept` what was saved and how a rerun goes on."""
+    uri = mlflow.get_tracking_uri()
+    state = ("it is marked FAILED there" if recorded else
+             "it could not be marked FAILED and shows RUNNING there until a rerun resumes it or you end it in the UI")
+    return TrackingLost(f"the MLflow server at {uri} stopped answering during run {run_id}: {state}. {kept}")

@@ -1,6 +1,5 @@
 """`crossmed tracking ...`: the command-line face of the shared set-up (up, down, status, user, grant, remote)."""
 
-import argparse
 import json
 from pathlib import Path
 

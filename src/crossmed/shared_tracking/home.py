@@ -36,14 +36,17 @@ class TrackingHome:
 
     @property
     def state_file(self) -> Path:
+        """Ports, addresses and process ids of the set-up (no secrets)."""
         return self.root / "state.json"
 
     @property
     def logs(self) -> Path:
+        """The servers' log files (MLflow, S3)."""
         return self.root / "logs"
 
     @property
     def secrets(self) -> Path:
+        """Passwords, keys and the files that hold them (0700 folder, 0600 files)."""
         return self.root / "secrets"
 
     def create(self) -> "TrackingHome":

@@ -32,10 +32,12 @@ class S3Store:
 
     @property
     def mlflow_destination(self) -> str:
+        """Where MLflow's artifact proxy writes (mlflow server --artifacts-destination)."""
         return f"s3://{self.bucket}/{MLFLOW_PREFIX}"
 
     @property
     def dvc_url(self) -> str:
+        """The DVC remote's URL."""
         return f"s3://{self.bucket}/{DVC_PREFIX}"
 
     def env(self) -> dict:
@@ -93,13 +95,16 @@ def start_moto(home: TrackingHome, port: int) -> dict:
 
 
 def save_bucket(store: S3Store, folder: Path) -> int:
-    """Copy every object of the bucket into `folder` (replacing what it held); return how many."""
+    """Copy every object of the bucket into `folder` (replacing what it held, once all are copied); return how many."""
     import shutil
 
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     client, count = store.client(), 0
     for key in store.objects():
+        if key.startswith("/") or ".." in key.split("/"):
+            log.warning("s3://%s/%s: a key that would point outside the copy; not saved", store.bucket, key)
+            continue
         target = partial / key
         target.parent.mkdir(parents=True, exist_ok=True)
         client.download_file(store.bucket, key, str(target))

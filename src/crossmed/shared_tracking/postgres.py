@@ -36,6 +36,20 @@ def server_binaries() -> Path:
     return versions[-1].parent
 
 
+def scram_verifier(password: str, iterations: int = 4096) -> str:
+    """Return PostgreSQL's SCRAM-SHA-256 verifier of `password` (RFC 5802/7677), what `ALTER ROLE ... PASSWORD` stores."""
+    import base64
+    import hmac
+    import secrets
+
+    salt = secrets.token_bytes(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    stored_key = hashlib.sha256(hmac.new(salted, b"Client Key", "sha256").digest()).digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+    b64 = lambda raw: base64.b64encode(raw).decode()
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
 @dataclass
 class Postgres:
     """One PostgreSQL cluster on 127.0.0.1:`port`, its files in `base` (data/, server.log, the socket)."""
@@ -54,10 +68,12 @@ class Postgres:
 
     @property
     def data(self) -> Path:
+        """The cluster's data folder (initdb's -D)."""
         return self.base / "data"
 
     @property
     def log_file(self) -> Path:
+        """The server's log (pg_ctl -l)."""
         return self.base / "server.log"
 
     def _as_service(self, command: list, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
@@ -125,14 +141,13 @@ class Postgres:
                                  "-d", "postgres", "-At"], stdin=script).stdout
 
     def ensure_databases(self, password: str) -> None:
-        """Create (or keep) the `mlflow` role with `password` and its two databases, one for tracking, one for auth."""
-        if not password.replace("-", "").replace("_", "").isalnum():
-            raise PostgresError("the database password must be URL-safe characters")
+        """Create (or keep) the `mlflow` role with `password` and its two databases, one for tracking, one for auth.
+        The server is sent the password's SCRAM verifier, never the password (so no server log can hold it)."""
         created = [f"SELECT 'CREATE DATABASE {name} OWNER {ROLE}' WHERE NOT EXISTS "
                    f"(SELECT FROM pg_database WHERE datname = '{name}')\\gexec" for name in (TRACKING_DB, AUTH_DB)]
         self.sql("\n".join([f"SELECT 'CREATE ROLE {ROLE} LOGIN' WHERE NOT EXISTS "
                             f"(SELECT FROM pg_roles WHERE rolname = '{ROLE}')\\gexec",
-                            f"ALTER ROLE {ROLE} PASSWORD '{password}';", *created]))
+                            f"ALTER ROLE {ROLE} PASSWORD '{scram_verifier(password)}';", *created]))
 
     def passfile(self, home: TrackingHome, password: str) -> Path:
         """Write secrets/pgpass (libpq's password file, 0600) so no URI or command line carries the password."""

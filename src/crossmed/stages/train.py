@@ -19,8 +19,9 @@ from crossmed.errors import ConfigError, InputError
 from crossmed.files import atomic_path
 from crossmed.model.networks import build_network, count_parameters, fit_to_task
 from crossmed.reproducibility import describe, in_effect
-from crossmed.tracking import (EPOCH, TRAINING, log_dataset, log_trained_model, metric_names, open_store, package_versions,
-                               run_name, save_run_reference, start_study_run, tag_file)
+from crossmed.tracking import (EPOCH, TRAINING, end_failed_run, log_dataset, log_trained_model, metric_names, open_store,
+                               package_versions, run_name, save_run_reference, server_answers, start_study_run, tag_file,
+                               tracking_lost)
 from crossmed.model.checkpoint import save_checkpoint
 from crossmed.training import distributed
 from crossmed.training.distributed import Ranks, check_strategy, current_ranks, started_by_torchrun
@@ -85,7 +86,9 @@ def _train(cfg: DictConfig, ranks: Ranks, device, checkpoint_path: Path, history
     try:
         if ranks.main:
             save_run_reference(run_reference_path, run)
-            if not resume:
+            if resume:
+                _log_missing_epochs(run.info.run_id, history)
+            else:
                 mlflow.log_param("model.parameters", count_parameters(net))
                 log_data_card(cfg.paths.processed, f"{cfg.study.name} processed", data_sha256)
 
@@ -96,13 +99,10 @@ def _train(cfg: DictConfig, ranks: Ranks, device, checkpoint_path: Path, history
             state = snapshot() if cfg.train.resume else None  # every rank takes part: RNG states are gathered
             if not ranks.main:
                 return
-            mlflow.log_metrics(metric_names(EPOCH, {
-                "train_loss": result.train_loss, "val_loss": result.val_loss, "val_auc": result.val_auc,
-                "learning_rate": result.learning_rate, "images_per_second": result.images_per_second,
-                "seconds": result.seconds}), step=result.epoch)
-            if state is not None:
+            if state is not None:  # saved before the epoch is logged: an MLflow outage loses no training
                 save_state(state_path, {**state, "history": history, "best_model": best_weights["state"],
                                         "run_id": run.info.run_id, "fingerprint": state_id, "finished": False})
+            mlflow.log_metrics(_epoch_metrics(asdict(result)), step=result.epoch)
 
         started = time.perf_counter()
         best = fit(net, loader, val.images, val.labels, task, settings, device, on_epoch, resume, ranks)
@@ -115,9 +115,11 @@ def _train(cfg: DictConfig, ranks: Ranks, device, checkpoint_path: Path, history
                                                                          "best_epoch": best.epoch, "epochs": len(history)}))
             write_history(history_path, history)
             mlflow.log_artifact(str(history_path), artifact_path="training")
-    except BaseException:
+    except BaseException as err:
         if ranks.main:
-            mlflow.end_run(status="FAILED")
+            recorded = end_failed_run()
+            if not server_answers(mlflow.get_tracking_uri()):
+                raise tracking_lost(run.info.run_id, recorded, _what_was_kept(cfg, history, state_path)) from err
         raise
     if ranks.main:
         mlflow.end_run()
@@ -127,6 +129,31 @@ def _train(cfg: DictConfig, ranks: Ranks, device, checkpoint_path: Path, history
              time.perf_counter() - started, f", resumed after epoch {resume['epoch']}" if resume else "",
              best.val_auc, best.epoch, checkpoint_path, history_path)
     return asdict(best)
+
+
+def _epoch_metrics(result: dict) -> dict:
+    """Return one epoch's MLflow metrics (epoch/...) from its history entry."""
+    return metric_names(EPOCH, {key: result.get(key) for key in ("train_loss", "val_loss", "val_auc", "learning_rate",
+                                                                 "images_per_second", "seconds")})
+
+
+def _log_missing_epochs(run_id: str, history: list[dict]) -> None:
+    """Log the epochs of a resumed run that its MLflow run lacks (those trained while the server was unreachable)."""
+    logged = {m.step for m in mlflow.MlflowClient().get_metric_history(run_id, f"{EPOCH}/train_loss")}
+    missing = [entry for entry in history if entry["epoch"] not in logged]
+    for entry in missing:
+        mlflow.log_metrics(_epoch_metrics(entry), step=entry["epoch"])
+    if missing:
+        log.info("logged epoch(s) %s to run %s: trained before the interruption, not yet recorded",
+                 ", ".join(str(entry["epoch"]) for entry in missing), run_id)
+
+
+def _what_was_kept(cfg: DictConfig, history: list[dict], state_path: Path) -> str:
+    """Say what a rerun of an interrupted training starts from (the saved state, or nothing)."""
+    if cfg.train.resume and state_path.is_file() and history:
+        return (f"Training state after epoch {history[-1]['epoch']} is saved in {state_path}: run the stage again once "
+                f"the server answers, and it resumes this run and the training after epoch {history[-1]['epoch']}.")
+    return "No training state was saved (train.resume=false or no epoch finished): a rerun trains again in a new run."
 
 
 def data_facts(data: ProcessedData) -> dict:
