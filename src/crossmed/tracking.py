@@ -272,10 +272,10 @@ def server_answers(uri: str) -> bool:
 
 
 @contextmanager
-def one_try(timeout_s: int = 10):
-    """Make MLflow's HTTP calls in this block try once, for `timeout_s` at most (no retries with back-off)."""
-    saved = {key: os.environ.get(key) for key in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
-    os.environ.update({"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout_s)})
+def environment(values: dict):
+    """Set these environment variables in this block (MLflow's client reads its settings there) and restore them after."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
     try:
         yield
     finally:
@@ -284,6 +284,11 @@ def one_try(timeout_s: int = 10):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def one_try(timeout_s: int = 10):
+    """Return a context in which MLflow's HTTP calls try once, for `timeout_s` at most (no retries with back-off)."""
+    return environment({"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout_s)})
 
 
 def end_failed_run() -> bool:

@@ -2,10 +2,8 @@
 credentials file a site's team sources (MLFLOW_TRACKING_URI, _USERNAME, _PASSWORD). Admin calls use MLflow's own
 AuthServiceClient with the admin password kept in the tracking home."""
 
-import os
 import re
 import secrets
-from contextlib import contextmanager
 from pathlib import Path
 
 from crossmed.errors import CrossmedError
@@ -21,19 +19,11 @@ class AccountError(CrossmedError):
     """A user, experiment or model that cannot be created or granted: says which and why."""
 
 
-@contextmanager
 def signed_in(username: str, password: str):
-    """Send MLflow client calls in this block as `username` (MLflow reads its credentials from the environment)."""
-    saved = {key: os.environ.get(key) for key in CREDENTIAL_KEYS[1:]}
-    os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = username, password
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    """Return a context in which MLflow client calls go as `username` (MLflow reads credentials from the environment)."""
+    from crossmed.tracking import environment
+
+    return environment({"MLFLOW_TRACKING_USERNAME": username, "MLFLOW_TRACKING_PASSWORD": password})
 
 
 def as_admin(home: TrackingHome):
