@@ -7,7 +7,7 @@ from conftest import REPO
 SRC = REPO / "src" / "crossmed"
 # Top to bottom; a package may import its own modules and any package listed after it. "base" is the modules
 # directly under crossmed/ (errors, files, logs, devices, tracking, ...), which import no package.
-LAYERS = ["cli", "stages", "federated", "reporting", "sources", "export", "inference", "evaluation", "training", "model", "deid",
+LAYERS = ["cli", "shared_tracking", "stages", "federated", "reporting", "sources", "export", "inference", "evaluation", "training", "model", "deid",
           "synthetic", "data", "base"]
 BASE_EXCEPTIONS = {"cli", "stage"}  # the command line and the stage runner sit on top of everything
 

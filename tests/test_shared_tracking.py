@@ -119,10 +119,11 @@ def test_artifacts_land_in_the_bucket_through_the_proxy_and_secrets_stay_in_owne
     body = store.client().get_object(Bucket=store.bucket, Key=key)["Body"].read()
     assert hashlib.sha256(body).hexdigest() == hashlib.sha256(stack.artifact.read_bytes()).hexdigest()
 
-    assert stat.S_IMODE(os.stat(home.secrets).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(home.secrets).st_mode) == 0o700 and stat.S_IMODE(os.stat(home.root).st_mode) == 0o700
     files = [p for p in home.secrets.rglob("*") if p.is_file()]
     assert len(files) >= 6 and all(stat.S_IMODE(os.stat(p).st_mode) == 0o600 for p in files)
-    passwords = [(home.secrets / name).read_text().strip() for name in ("admin-password", "postgres-password")]
+    passwords = [(home.secrets / name).read_text().strip() for name in ("admin-password", "postgres-password",
+                                                                        "flask-secret-key", "s3-secret-access-key")]
     passwords += [credentials["MLFLOW_TRACKING_PASSWORD"] for credentials in stack.users.values()]
     postgres = Postgres.for_home(home, stack.state["ports"]["postgres"])
     readable = [stack.home / "state.json", *home.logs.rglob("*"), postgres.log_file]

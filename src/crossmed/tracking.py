@@ -67,7 +67,7 @@ def _experiment_id(name: str, description: str) -> str:
     if experiment is None:
         experiment_id = mlflow.create_experiment(name, artifact_location=local_artifact_location(mlflow.get_tracking_uri()),
                                                  tags={**EXPERIMENT_KIND, "mlflow.note.content": description})
-        if local_database(mlflow.get_tracking_uri()) is not None:  # a shared server's Default is its admin's
+        if not is_server(mlflow.get_tracking_uri()):  # a shared server's Default is its admin's
             _drop_empty_default_experiment()
         return experiment_id
     if experiment.tags.get("mlflow.experimentKind") != EXPERIMENT_KIND["mlflow.experimentKind"]:
@@ -257,18 +257,32 @@ class TrackingLost(CrossmedError):
     """The MLflow server stopped answering during a run: says which run, what was kept and how to go on."""
 
 
-def server_answers(uri: str) -> bool:
-    """Return whether the tracking store answers: an http(s) server's /health, always True for a local store."""
-    import urllib.error
-    import urllib.request
+def is_server(uri: str) -> bool:
+    """Return whether a tracking URI names an MLflow server (http or https) rather than a local store."""
+    return uri.startswith(("http://", "https://"))
 
-    if not uri.startswith(("http://", "https://")):
+
+def server_answers(uri: str) -> bool:
+    """Return whether the tracking store answers: an http(s) server's /health (asked the way MLflow's client asks, with
+    its TLS settings such as MLFLOW_TRACKING_SERVER_CERT_PATH), always True for a local store."""
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    if not is_server(uri):
         return True
     try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=10) as response:
-            return response.status == 200
-    except (OSError, urllib.error.URLError):
+        response = http_request(get_default_host_creds(uri), "/health", "GET", max_retries=0, timeout=10,
+                                raise_on_status=False)
+        return response.status_code == 200
+    except Exception:  # refused, timed out, TLS failure: all mean the server cannot be used
         return False
+
+
+def is_connection_error(err: BaseException) -> bool:
+    """Return whether an exception is MLflow's client failing to reach or use its store (not a training error)."""
+    import requests
+
+    return isinstance(err, (mlflow.exceptions.MlflowException, requests.exceptions.RequestException, ConnectionError))
 
 
 @contextmanager
@@ -302,10 +316,12 @@ def end_failed_run() -> bool:
         return False
 
 
-def tracking_lost(run_id: str, recorded: bool, kept: str) -> TrackingLost:
+def tracking_lost(run_id: str, recorded: bool, kept: str, cause: BaseException) -> TrackingLost:
     """Return the error a stage stops with when the tracking server went away during run `run_id`: `recorded` says
-    whether the run could still be marked FAILED, `kept` what was saved and how a rerun goes on."""
+    whether the run could still be marked FAILED, `kept` what was saved and how a rerun goes on, `cause` the failed call."""
     uri = mlflow.get_tracking_uri()
     state = ("it is marked FAILED there" if recorded else
              "it could not be marked FAILED and shows RUNNING there until a rerun resumes it or you end it in the UI")
-    return TrackingLost(f"the MLflow server at {uri} stopped answering during run {run_id}: {state}. {kept}")
+    reason = str(cause).splitlines()[0][:300] if str(cause) else ""
+    return TrackingLost(f"the MLflow server at {uri} stopped answering during run {run_id} ({type(cause).__name__}: "
+                        f"{reason}): {state}. {kept}")

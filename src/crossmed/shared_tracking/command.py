@@ -30,8 +30,8 @@ def _up(args) -> int:
     from crossmed.shared_tracking import stack
     from crossmed.shared_tracking.mlflow_server import ADMIN
 
-    state = stack.up(_home(args), stack.Options(mlflow_port=args.port, s3_endpoint=args.s3_endpoint, bucket=args.bucket))
     home = _home(args)
+    state = stack.up(home, stack.Options(mlflow_port=args.port, s3_endpoint=args.s3_endpoint, bucket=args.bucket))
     print(f"MLflow  {state['tracking_uri']}  (user '{ADMIN}', password in {home.secrets / 'admin-password'})")
     print(f"started in {state['startup']['total_s']:.1f} s; next: crossmed tracking user add <SITE>, "
           "crossmed tracking grant ..., crossmed tracking remote")
@@ -91,9 +91,11 @@ def _remote(args) -> int:
     if not state:
         raise CrossmedError(f"no shared tracking set-up in {home.root}: crossmed tracking up")
     store = stack.s3_store(home, state)
-    path = configure(args.project, store, args.name)
-    print(f"DVC remote '{args.name}' = {store.dvc_url} at {store.endpoint_url}, written to {path} (not committed): "
-          "dvc push / dvc pull")
+    managed = state["s3"]["managed"]  # moto's generated keys go in the file; a real store's stay in your environment
+    path = configure(args.project, store, args.name, with_keys=managed)
+    keys = "with its keys" if managed else "without keys (DVC reads AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile)"
+    print(f"DVC remote '{args.name}' = {store.dvc_url} at {store.endpoint_url}, {keys}, written to {path} "
+          "(owner-only, not committed): dvc push / dvc pull")
     return 0
 
 

@@ -36,20 +36,36 @@ def alive(record: dict | None) -> bool:
     ticks = _start_ticks(record["pid"])
     if ticks is None or ticks != record.get("started"):
         return False
-    state = Path(f"/proc/{record['pid']}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    try:
+        state = Path(f"/proc/{record['pid']}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:  # it exited just now
+        return False
     return state != "Z"
 
 
+def _group_alive(pid: int) -> bool:
+    """Return whether any process is left in the process group `pid` (our server's children after it died)."""
+    try:
+        os.killpg(pid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
 def stop(record: dict | None, grace_s: float = STOP_GRACE_S) -> None:
-    """Stop a recorded server and its children: SIGTERM to its process group, SIGKILL after `grace_s`."""
-    if not alive(record):
+    """Stop a recorded server and its children: SIGTERM to its process group, SIGKILL after `grace_s`. A group whose
+    leader already died (its workers left) is killed too; the group id is the leader's pid, unique while any member lives."""
+    if not record:
         return
+    leader = alive(record)
+    if not leader and not (_start_ticks(record["pid"]) is None and _group_alive(record["pid"])):
+        return  # nothing of ours left (or the pid now belongs to another process)
     for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(record["pid"], sig)
         except ProcessLookupError:
             return
-        if wait_until(lambda: not alive(record), wait_s):
+        if wait_until(lambda: not alive(record) and not _group_alive(record["pid"]), wait_s):
             _reap(record["pid"])
             return
 

@@ -3,6 +3,7 @@
 import json
 import os
 import secrets
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,12 +51,39 @@ class TrackingHome:
         return self.root / "secrets"
 
     def create(self) -> "TrackingHome":
-        """Make the folder and its owner-only secrets/ folder; return self."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        """Make the folder (owner-only: logs and the bucket copy hold study data) and its secrets/ folder; return self."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.root, 0o700)
         self.logs.mkdir(exist_ok=True)
         self.secrets.mkdir(mode=0o700, exist_ok=True)
         os.chmod(self.secrets, 0o700)
         return self
+
+    @contextmanager
+    def locked(self):
+        """Hold the home's lock file in this block, so two `up`/`down` commands never work on it at once."""
+        import fcntl
+
+        self.create()
+        with (self.root / "lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield self
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def delete(self) -> None:
+        """Remove what crossmed keeps here (state, logs, secrets, the bucket copy, the lock), then the folder if empty."""
+        import shutil
+
+        for name in ("state.json", "logs", "secrets", "bucket", "bucket.partial", "lock"):
+            path = self.root / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+        if self.root.is_dir() and not any(self.root.iterdir()):
+            self.root.rmdir()
 
     def secret(self, name: str) -> str:
         """Return the secret kept in secrets/<name>, generating a random one (192 bits) the first time."""

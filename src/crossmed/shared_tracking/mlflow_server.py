@@ -4,8 +4,6 @@ through its proxy into the S3 store, every secret passed in files or the environ
 import logging
 import os
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from crossmed.errors import CrossmedError
@@ -55,6 +53,11 @@ def server_env(home: TrackingHome, postgres: Postgres, store: S3Store, passfile:
 
 def start(home: TrackingHome, port: int, env: dict, destination: str) -> dict:
     """Start the server on 127.0.0.1:port and wait for /health; return its process record."""
+    from crossmed.ports import listening
+
+    if listening(port):
+        raise MlflowServerError(f"port {port} on 127.0.0.1 is taken by another program: choose another with "
+                                "`crossmed tracking up --port N` (a new home) or stop that program")
     mlflow_cli = Path(sys.executable).parent / "mlflow"
     record = daemons.start([str(mlflow_cli), "server", "--app-name", "basic-auth", "--host", "127.0.0.1",
                             "--port", str(port), "--workers", str(WORKERS), "--artifacts-destination", destination],
@@ -69,9 +72,7 @@ def start(home: TrackingHome, port: int, env: dict, destination: str) -> dict:
 
 
 def healthy(uri: str) -> bool:
-    """Return whether an MLflow server answers /health at `uri`."""
-    try:
-        with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
-            return response.status == 200
-    except (OSError, urllib.error.URLError):
-        return False
+    """Return whether an MLflow server answers /health at `uri` (crossmed.tracking.server_answers)."""
+    from crossmed.tracking import server_answers
+
+    return bool(uri) and server_answers(uri)

@@ -82,9 +82,12 @@ def trial_store(home: TrackingHome, port: int, bucket: str) -> S3Store:
 
 
 def start_moto(home: TrackingHome, port: int) -> dict:
-    """Start moto's S3 server on 127.0.0.1:port; return its process record once it answers."""
+    """Start moto's S3 server on 127.0.0.1:port; return its process record once it answers. moto checks no keys:
+    anyone who can reach the port reads and changes the bucket, so it is for a single-user machine only."""
     from crossmed.ports import listening
 
+    if listening(port):
+        raise ObjectStoreError(f"port {port} on 127.0.0.1 is taken by another program; moto cannot start there")
     record = daemons.start([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                            home.logs / "s3.log", {**os.environ, "PYTHONUNBUFFERED": "1"})
     if not daemons.wait_until(lambda: listening(port) or not daemons.alive(record), START_TIMEOUT_S) \
@@ -102,6 +105,8 @@ def save_bucket(store: S3Store, folder: Path) -> int:
     shutil.rmtree(partial, ignore_errors=True)
     client, count = store.client(), 0
     for key in store.objects():
+        if key.endswith("/"):  # a folder marker some clients write: nothing to copy
+            continue
         if key.startswith("/") or ".." in key.split("/"):
             log.warning("s3://%s/%s: a key that would point outside the copy; not saved", store.bucket, key)
             continue

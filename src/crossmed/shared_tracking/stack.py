@@ -45,15 +45,24 @@ def s3_store(home: TrackingHome, state: dict) -> S3Store:
 
 def up(home: TrackingHome, options: Options = Options()) -> dict:
     """Start PostgreSQL, the S3 store (moto unless an endpoint is given) and MLflow with basic auth; return the state."""
+    with home.locked():
+        return _up(home, options)
+
+
+def _up(home: TrackingHome, options: Options) -> dict:
     began = time.monotonic()
-    home.create()
     state = home.load_state()
     if "s3" not in state:
         state["s3"] = {"managed": options.s3_endpoint is None, "bucket": options.bucket,
                        "endpoint_url": options.s3_endpoint}
+    elif (options.s3_endpoint, options.bucket) != (state["s3"]["endpoint_url"], state["s3"]["bucket"]):
+        log.warning("this set-up keeps the S3 store of its first start (%s, bucket %s); --s3-endpoint and --bucket "
+                    "are ignored (a new store: a new --home)", state["s3"]["endpoint_url"] or "moto",
+                    state["s3"]["bucket"])
     state["ports"] = {"postgres": _port(state, "postgres"), "mlflow": _port(state, "mlflow", options.mlflow_port),
                       **({"s3": _port(state, "s3")} if state["s3"]["managed"] else {})}
     processes = state.setdefault("processes", {})
+    home.save_state(state)  # ports first: a failed start can still be stopped by `down`
     postgres = Postgres.for_home(home, state["ports"]["postgres"])
     if not postgres.initialised():
         postgres.init()
@@ -66,12 +75,16 @@ def up(home: TrackingHome, options: Options = Options()) -> dict:
     passfile = postgres.passfile(home, password)
     timings = {"postgres_s": round(time.monotonic() - began, 2)}
 
-    if state["s3"]["managed"] and not daemons.alive(processes.get("s3")):
+    fresh_moto = state["s3"]["managed"] and not daemons.alive(processes.get("s3"))
+    if fresh_moto:
+        log.warning("moto's S3 server checks no keys: anyone who can reach 127.0.0.1:%d reads and changes the bucket. "
+                    "Use it on a single-user machine; for anything shared, --s3-endpoint (MinIO, a cloud bucket)",
+                    state["ports"]["s3"])
         processes["s3"] = object_store.start_moto(home, state["ports"]["s3"])
         home.save_state(state)
     store = s3_store(home, state)
     store.ensure_bucket()
-    if state["s3"]["managed"] and (home.root / "bucket").is_dir():
+    if fresh_moto and (home.root / "bucket").is_dir():  # moto starts empty: put back what `down` saved
         restored = object_store.restore_bucket(store, home.root / "bucket")
         log.info("restored %d object(s) into s3://%s from %s", restored, store.bucket, home.root / "bucket")
     timings["s3_s"] = round(time.monotonic() - began - sum(timings.values()), 2)
@@ -91,25 +104,26 @@ def up(home: TrackingHome, options: Options = Options()) -> dict:
 
 def down(home: TrackingHome, delete_data: bool = False) -> None:
     """Stop MLflow, save moto's bucket to the home (unless deleting) and stop it, stop PostgreSQL."""
-    state = home.load_state()
-    if not state:
+    if not home.root.is_dir():
         log.info("nothing to stop: no shared tracking set-up in %s", home.root)
         return
-    processes = state.get("processes", {})
-    daemons.stop(processes.pop("mlflow", None))
-    if state["s3"]["managed"] and daemons.alive(processes.get("s3")):
-        if not delete_data:
-            saved = object_store.save_bucket(s3_store(home, state), home.root / "bucket")
-            log.info("saved %d object(s) of s3://%s to %s", saved, state["s3"]["bucket"], home.root / "bucket")
+    with home.locked():
+        state = home.load_state()
+        processes = state.get("processes", {})
+        daemons.stop(processes.pop("mlflow", None))
+        if state.get("s3", {}).get("managed") and daemons.alive(processes.get("s3")):
+            if not delete_data:
+                saved = object_store.save_bucket(s3_store(home, state), home.root / "bucket")
+                log.info("saved %d object(s) of s3://%s to %s", saved, state["s3"]["bucket"], home.root / "bucket")
         daemons.stop(processes.pop("s3", None))
-    postgres = Postgres.for_home(home, state["ports"]["postgres"])
-    postgres.stop()
-    home.save_state(state)
+        postgres = Postgres.for_home(home, state.get("ports", {}).get("postgres", 0))
+        postgres.stop()  # found by its data folder, also when state.json is gone
+        if state:
+            home.save_state(state)
+        if delete_data:
+            postgres.delete()
     if delete_data:
-        import shutil
-
-        postgres.delete()
-        shutil.rmtree(home.root, ignore_errors=True)
+        home.delete()
         log.info("deleted the set-up's databases, bucket copy, secrets and logs (%s)", home.root)
 
 

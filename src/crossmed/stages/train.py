@@ -19,9 +19,9 @@ from crossmed.errors import ConfigError, InputError
 from crossmed.files import atomic_path
 from crossmed.model.networks import build_network, count_parameters, fit_to_task
 from crossmed.reproducibility import describe, in_effect
-from crossmed.tracking import (EPOCH, TRAINING, end_failed_run, log_dataset, log_trained_model, metric_names, open_store,
-                               package_versions, run_name, save_run_reference, server_answers, start_study_run, tag_file,
-                               tracking_lost)
+from crossmed.tracking import (EPOCH, TRAINING, end_failed_run, is_connection_error, log_dataset, log_trained_model,
+                               metric_names, open_store, package_versions, run_name, save_run_reference, server_answers,
+                               start_study_run, tag_file, tracking_lost)
 from crossmed.model.checkpoint import save_checkpoint
 from crossmed.training import distributed
 from crossmed.training.distributed import Ranks, check_strategy, current_ranks, started_by_torchrun
@@ -83,6 +83,7 @@ def _train(cfg: DictConfig, ranks: Ranks, device, checkpoint_path: Path, history
     best_weights = {"state": resume["best_model"]} if resume else {}
     data_sha256 = data_fingerprint(cfg.paths.processed) if ranks.main else None
     run = _open_run(cfg, resume, data, task, device_info, arithmetic, data_sha256) if ranks.main else None
+    saved_epoch = [resume["epoch"] if resume else None]  # the epoch the state on disk continues after
     try:
         if ranks.main:
             save_run_reference(run_reference_path, run)
@@ -102,6 +103,7 @@ def _train(cfg: DictConfig, ranks: Ranks, device, checkpoint_path: Path, history
             if state is not None:  # saved before the epoch is logged: an MLflow outage loses no training
                 save_state(state_path, {**state, "history": history, "best_model": best_weights["state"],
                                         "run_id": run.info.run_id, "fingerprint": state_id, "finished": False})
+                saved_epoch[0] = result.epoch
             mlflow.log_metrics(_epoch_metrics(asdict(result)), step=result.epoch)
 
         started = time.perf_counter()
@@ -118,8 +120,8 @@ def _train(cfg: DictConfig, ranks: Ranks, device, checkpoint_path: Path, history
     except BaseException as err:
         if ranks.main:
             recorded = end_failed_run()
-            if not server_answers(mlflow.get_tracking_uri()):
-                raise tracking_lost(run.info.run_id, recorded, _what_was_kept(cfg, history, state_path)) from err
+            if is_connection_error(err) and not server_answers(mlflow.get_tracking_uri()):
+                raise tracking_lost(run.info.run_id, recorded, _what_was_kept(saved_epoch, state_path), err) from err
         raise
     if ranks.main:
         mlflow.end_run()
@@ -148,11 +150,12 @@ def _log_missing_epochs(run_id: str, history: list[dict]) -> None:
                  ", ".join(str(entry["epoch"]) for entry in missing), run_id)
 
 
-def _what_was_kept(cfg: DictConfig, history: list[dict], state_path: Path) -> str:
-    """Say what a rerun of an interrupted training starts from (the saved state, or nothing)."""
-    if cfg.train.resume and state_path.is_file() and history:
-        return (f"Training state after epoch {history[-1]['epoch']} is saved in {state_path}: run the stage again once "
-                f"the server answers, and it resumes this run and the training after epoch {history[-1]['epoch']}.")
+def _what_was_kept(saved_epoch: list, state_path: Path) -> str:
+    """Say what a rerun of an interrupted training starts from: the state saved after epoch saved_epoch[0], or nothing."""
+    epoch = saved_epoch[0]
+    if epoch is not None and state_path.is_file():
+        return (f"Training state after epoch {epoch} is saved in {state_path}: run the stage again once the server "
+                f"answers, and it resumes this run and the training after epoch {epoch}.")
     return "No training state was saved (train.resume=false or no epoch finished): a rerun trains again in a new run."
 
 
