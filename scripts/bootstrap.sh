@@ -41,7 +41,7 @@ export PATH="$PWD/$VENV/bin:$PATH"
 
 # System packages the tests use: Chromium renders the `dvc plots show` page headless; PostgreSQL's server backs the
 # shared MLflow set-up (`crossmed tracking up`, its tests start it on 127.0.0.1 as the postgres user).
-apt_install() {  # package, what it is for, the command that shows it is there
+apt_install() {  # package, what it is for
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "[bootstrap] installing $1 (apt-get) for $2"
     apt-get install -y -q "$1" >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q "$1" >/dev/null; }

@@ -23,7 +23,7 @@ from crossmed.shared_tracking.home import TrackingHome
 from crossmed.shared_tracking.stack import s3_store
 from study_repos import GIT, smoke_study_repo
 from study_repos import sh as _sh
-from tracking_servers import Stack, tracking_cli
+from tracking_servers import NO_POSTGRES, Stack, postgres_installed, tracking_cli
 from crossmed.data.processed import data_fingerprint
 
 
@@ -343,8 +343,8 @@ def _sha256(data: bytes) -> str:
 def team(study_repo, tmp_path_factory):
     """The shared set-up (PostgreSQL, moto S3, MLflow with basic auth) with user KR, and KR's `dvc exp run` of the
     study (one epoch, through export) logging to it, committed afterwards as a team member would."""
-    if shutil.which("pg_ctl") is None and not list(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl")):
-        pytest.skip("PostgreSQL's server is not installed (scripts/bootstrap.sh test installs it)")
+    if not postgres_installed():
+        pytest.skip(NO_POSTGRES)
     repo, _, _ = study_repo
     stack = Stack(tmp_path_factory.mktemp("tracking") / "home")
     try:

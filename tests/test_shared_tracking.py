@@ -3,7 +3,6 @@ who can read what, where artifacts and secrets go, and what survives a restart."
 
 import hashlib
 import os
-import shutil
 import signal
 import stat
 import subprocess
@@ -22,10 +21,9 @@ from crossmed.shared_tracking.postgres import Postgres
 from crossmed.shared_tracking.stack import s3_store
 from conftest import REPO, tiny_config
 from omegaconf import OmegaConf
-from tracking_servers import Stack, tracking_cli
+from tracking_servers import NO_POSTGRES, Stack, postgres_installed, tracking_cli
 
-pytestmark = pytest.mark.skipif(shutil.which("pg_ctl") is None and not list(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl")),
-                                reason="PostgreSQL's server is not installed (scripts/bootstrap.sh test installs it)")
+pytestmark = pytest.mark.skipif(not postgres_installed(), reason=NO_POSTGRES)
 
 
 @pytest.fixture(scope="module")

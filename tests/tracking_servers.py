@@ -7,8 +7,21 @@ import sys
 from pathlib import Path
 
 from crossmed.shared_tracking.accounts import read_credentials
+from crossmed.shared_tracking.postgres import PostgresError, server_binaries
 
 CROSSMED = [sys.executable, "-m", "crossmed.cli"]
+
+
+def postgres_installed() -> bool:
+    """Return whether PostgreSQL's server programs are here (scripts/bootstrap.sh test installs them)."""
+    try:
+        server_binaries()
+        return True
+    except PostgresError:
+        return False
+
+
+NO_POSTGRES = "PostgreSQL's server is not installed (scripts/bootstrap.sh test installs it)"
 
 
 def tracking_cli(home: Path, *args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:

@@ -8,7 +8,13 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from crossmed.errors import CrossmedError
+
 STOP_GRACE_S = 15.0
+
+
+class ServerStartError(CrossmedError):
+    """A server could not start: its port is taken, or it did not answer in time (with the end of its log)."""
 
 
 def _start_ticks(pid: int) -> int | None:
@@ -27,6 +33,22 @@ def start(command: list[str], log_file: Path, env: dict) -> dict:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
                                    env=env, start_new_session=True, cwd=log_file.parent)
     return {"pid": process.pid, "started": _start_ticks(process.pid), "log": str(log_file)}
+
+
+def start_server(name: str, port: int, command: list[str], log_file: Path, env: dict, ready: Callable[[], bool],
+                 timeout_s: float) -> dict:
+    """Start a server that listens on 127.0.0.1:`port` and wait until `ready()`; return its record. A taken port, an
+    early exit or no answer within `timeout_s` stops it and raises ServerStartError naming `name` and its log."""
+    from crossmed.ports import listening
+
+    if listening(port):
+        raise ServerStartError(f"{name}: port {port} on 127.0.0.1 is taken by another program")
+    record = start(command, log_file, env)
+    if not wait_until(lambda: ready() or not alive(record), timeout_s, 0.3) or not alive(record):
+        stop(record)
+        raise ServerStartError(f"{name} did not answer on 127.0.0.1:{port} within {timeout_s:.0f} s; its log "
+                               f"({log_file}) ends:\n{log_tail(record)}")
+    return record
 
 
 def alive(record: dict | None) -> bool:

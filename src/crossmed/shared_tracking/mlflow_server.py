@@ -6,7 +6,6 @@ import os
 import sys
 from pathlib import Path
 
-from crossmed.errors import CrossmedError
 from crossmed.shared_tracking import daemons
 from crossmed.shared_tracking.home import TrackingHome, write_private
 from crossmed.shared_tracking.object_store import S3Store
@@ -18,10 +17,6 @@ START_TIMEOUT_S = 90
 WORKERS = 2
 AUTH_CACHE_S = 30
 AUTH_FUNCTION = "mlflow.server.auth:authenticate_request_basic_auth"
-
-
-class MlflowServerError(CrossmedError):
-    """The MLflow server did not start or does not answer: says where its log is."""
 
 
 def auth_config(home: TrackingHome, postgres: Postgres) -> Path:
@@ -53,22 +48,12 @@ def server_env(home: TrackingHome, postgres: Postgres, store: S3Store, passfile:
 
 def start(home: TrackingHome, port: int, env: dict, destination: str) -> dict:
     """Start the server on 127.0.0.1:port and wait for /health; return its process record."""
-    from crossmed.ports import listening
-
-    if listening(port):
-        raise MlflowServerError(f"port {port} on 127.0.0.1 is taken by another program: choose another with "
-                                "`crossmed tracking up --port N` (a new home) or stop that program")
-    mlflow_cli = Path(sys.executable).parent / "mlflow"
-    record = daemons.start([str(mlflow_cli), "server", "--app-name", "basic-auth", "--host", "127.0.0.1",
-                            "--port", str(port), "--workers", str(WORKERS), "--artifacts-destination", destination],
-                           home.logs / "mlflow.log", env)
     uri = f"http://127.0.0.1:{port}"
-    if not daemons.wait_until(lambda: healthy(uri) or not daemons.alive(record), START_TIMEOUT_S, 0.3) \
-            or not daemons.alive(record):
-        daemons.stop(record)
-        raise MlflowServerError(f"the MLflow server did not answer at {uri} within {START_TIMEOUT_S} s; "
-                                f"its log ({record['log']}) ends:\n{daemons.log_tail(record)}")
-    return record
+    mlflow_cli = Path(sys.executable).parent / "mlflow"
+    return daemons.start_server("the MLflow server", port, [
+        str(mlflow_cli), "server", "--app-name", "basic-auth", "--host", "127.0.0.1", "--port", str(port),
+        "--workers", str(WORKERS), "--artifacts-destination", destination], home.logs / "mlflow.log", env,
+        lambda: healthy(uri), START_TIMEOUT_S)
 
 
 def healthy(uri: str) -> bool:

@@ -86,15 +86,9 @@ def start_moto(home: TrackingHome, port: int) -> dict:
     anyone who can reach the port reads and changes the bucket, so it is for a single-user machine only."""
     from crossmed.ports import listening
 
-    if listening(port):
-        raise ObjectStoreError(f"port {port} on 127.0.0.1 is taken by another program; moto cannot start there")
-    record = daemons.start([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                           home.logs / "s3.log", {**os.environ, "PYTHONUNBUFFERED": "1"})
-    if not daemons.wait_until(lambda: listening(port) or not daemons.alive(record), START_TIMEOUT_S) \
-            or not daemons.alive(record):
-        daemons.stop(record)
-        raise ObjectStoreError(f"moto's S3 server did not start on 127.0.0.1:{port}:\n{daemons.log_tail(record)}")
-    return record
+    return daemons.start_server("moto's S3 server", port, [sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
+                                                           "-p", str(port)], home.logs / "s3.log",
+                                {**os.environ, "PYTHONUNBUFFERED": "1"}, lambda: listening(port), START_TIMEOUT_S)
 
 
 def save_bucket(store: S3Store, folder: Path) -> int:
